@@ -1,0 +1,1 @@
+"""Dagster code location that syncs labelled Confluence pages into Unique AI."""

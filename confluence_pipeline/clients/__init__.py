@@ -1,0 +1,1 @@
+"""HTTP clients for the remote systems (Confluence, Unique, Zitadel) and the transport they share; no Dagster."""

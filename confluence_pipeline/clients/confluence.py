@@ -1,0 +1,405 @@
+"""Confluence REST client: CQL search with each platform's pagination, batched bodies, instance identity."""
+
+from __future__ import annotations
+
+import logging
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from confluence_pipeline.clients.errors import RemoteHttpError, RemoteNotFound, UnexpectedResponse
+from confluence_pipeline.clients.transport import HttpApi
+from confluence_pipeline.domain.cql import BODY_BATCH, ids_cql
+from confluence_pipeline.domain.models import PageBody, PageRef, Platform, SpaceRef
+from confluence_pipeline.domain.timefmt import to_utc_iso
+from confluence_pipeline.settings import ConfluenceSettings
+
+log = logging.getLogger(__name__)
+
+DISCOVERY_EXPAND = ("space", "version", "metadata.labels")
+BODY_EXPAND = ("body.storage", "space", "version", "metadata.labels")
+DISCOVERY_PAGE_SIZE = 200  # DC caps expanded searches at 200; larger requests are silently cut
+SYNCABLE_TYPES = frozenset({"page", "blogpost"})
+_SHRINKABLE_STATUSES = frozenset({500, 502, 503, 504})
+_LIMIT_PARAM = re.compile(r"([?&]limit=)\d+")
+
+
+# -- wire models (only the fields we rely on; everything else is ignored) ------------------------
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class _Space(_Wire):
+    id: int | str
+    key: str
+    name: str = ""
+    type: str = "global"
+
+
+class _Version(_Wire):
+    number: int
+    when: str
+
+
+class _Label(_Wire):
+    name: str
+
+
+class _LabelArray(_Wire):
+    results: list[_Label] = []
+
+
+class _Metadata(_Wire):
+    labels: _LabelArray = _LabelArray()
+
+
+class _Storage(_Wire):
+    value: str
+
+
+class _Body(_Wire):
+    storage: _Storage | None = None
+
+
+class _Links(_Wire):
+    webui: str | None = None
+
+
+class _Content(_Wire):
+    id: str
+    type: str
+    status: str = "current"
+    title: str = ""
+    space: _Space | None = None
+    version: _Version | None = None
+    metadata: _Metadata = _Metadata()
+    body: _Body | None = None
+    links: _Links = _Links()
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    def __init__(self, **data: Any) -> None:
+        if "_links" in data:
+            data["links"] = data.pop("_links")
+        super().__init__(**data)
+
+
+class SearchPage(BaseModel):
+    """One result page of `content/search`, as far as pagination needs it."""
+
+    model_config = ConfigDict(extra="ignore")
+    results: list[dict[str, Any]]
+    next_link: str | None = None
+    base: str | None = None
+
+
+class ConfluenceClient(ABC):
+    """One interface for DC/Server and Cloud; subclasses differ only in pagination and URLs."""
+
+    platform: Platform
+
+    def __init__(self, settings: ConfluenceSettings, api: HttpApi) -> None:
+        self.settings = settings
+        self.api = api
+
+    # -- platform specifics ---------------------------------------------------------------------
+    @abstractmethod
+    def _search_pages(self, cql: str, expand: Sequence[str], limit: int) -> Iterator[list[dict[str, Any]]]:
+        """Yield raw result lists of every page of a CQL search."""
+
+    @abstractmethod
+    def web_url(self, content: dict[str, Any], page_id: str) -> str:
+        """Human-facing link to a page."""
+
+    @abstractmethod
+    def instance_id(self) -> str:
+        """The server id (DC applinks manifest) or cloud id (tenant_info)."""
+
+    # -- shared ---------------------------------------------------------------------------------
+    def _get_search(self, url: str, params: dict[str, Any] | None) -> SearchPage:
+        payload = self.api.json("GET", url, route="GET content/search", params=params)
+        return _parse_search_page(payload, url)
+
+    def _get_search_shrinking(
+        self, url_for_limit: Any, limit: int, params_for_limit: Any = None
+    ) -> tuple[SearchPage, int]:
+        """GET one result page; on a persistent 5xx halve the page size and try again (contract §6)."""
+        while True:
+            try:
+                params = params_for_limit(limit) if params_for_limit else None
+                return self._get_search(url_for_limit(limit), params), limit
+            except RemoteHttpError as exc:
+                if exc.status not in _SHRINKABLE_STATUSES or limit <= 1:
+                    raise
+                smaller = max(1, limit // 2)
+                log.warning("Confluence answered %s to a page of %d results; retrying with %d", exc.status, limit, smaller)
+                limit = smaller
+
+    def search(
+        self, cql: str, *, expand: Sequence[str] = DISCOVERY_EXPAND, limit: int = DISCOVERY_PAGE_SIZE
+    ) -> Iterator[list[dict[str, Any]]]:
+        return self._search_pages(cql, expand, limit)
+
+    def search_pages(self, cql: str) -> Iterator[list[PageRef]]:
+        """Yield syncable pages/blog posts of a discovery-style CQL search, one result page at a time."""
+        for results in self.search(cql):
+            yield [ref for ref in (self.page_ref(item) for item in results) if ref is not None]
+
+    def has_any(self, cql: str) -> bool:
+        """Whether a CQL query matches anything visible: one request, one result."""
+        for results in self._search_pages(cql, (), 1):
+            return bool(results)
+        return False
+
+    def fetch_bodies(self, page_ids: Sequence[str]) -> dict[str, PageBody]:
+        """Storage bodies of up to BODY_BATCH pages in one search (two if the server caps lower).
+
+        Pages that vanished or became invisible since discovery are simply absent.
+        """
+        if len(page_ids) > BODY_BATCH:
+            raise ValueError(f"at most {BODY_BATCH} bodies per batch, got {len(page_ids)}")
+        bodies: dict[str, PageBody] = {}
+        for results in self._search_pages(ids_cql(page_ids), BODY_EXPAND, BODY_BATCH):
+            for item in results:
+                body = self.page_body(item)
+                if body is not None:
+                    bodies[body.page.id] = body
+        return bodies
+
+    def fetch_body(self, page_id: str) -> PageBody | None:
+        """One page's body by id (the fallback when a batch fails); None when gone or hidden."""
+        try:
+            payload = self.api.json(
+                "GET",
+                f"{self.settings.api_root}/content/{page_id}",
+                route="GET content/{id}",
+                params={"expand": ",".join(BODY_EXPAND)},
+            )
+        except RemoteNotFound:
+            return None
+        return self.page_body(payload)
+
+    def page_ref(self, item: dict[str, Any]) -> PageRef | None:
+        """Parse one search result; None for types we do not sync or non-current content."""
+        try:
+            content = _Content(**item)
+        except ValidationError as exc:
+            raise UnexpectedResponse(
+                system="confluence", method="GET", route="GET content/search", status=200,
+                detail=f"a search result is missing fields: {_short_errors(exc)}",
+            ) from exc
+        if content.type not in SYNCABLE_TYPES or content.status != "current":
+            return None
+        if content.space is None or content.version is None:
+            raise UnexpectedResponse(
+                system="confluence", method="GET", route="GET content/search", status=200,
+                detail=f"content {content.id} came back without space or version expanded",
+            )
+        space = SpaceRef(
+            id=str(content.space.id), key=content.space.key, name=content.space.name, type=content.space.type
+        )
+        labels = tuple(sorted({label.name.lower() for label in content.metadata.labels.results}))
+        return PageRef(
+            id=content.id,
+            type=content.type,
+            title=content.title,
+            space=space,
+            version=content.version.number,
+            updated_at=to_utc_iso(content.version.when),
+            web_url=self.web_url(item, content.id),
+            labels=labels,
+        )
+
+    def page_body(self, item: dict[str, Any]) -> PageBody | None:
+        ref = self.page_ref(item)
+        if ref is None:
+            return None
+        storage = ((item.get("body") or {}).get("storage") or {}).get("value")
+        if not isinstance(storage, str):
+            raise UnexpectedResponse(
+                system="confluence", method="GET", route="GET content/search", status=200,
+                detail=f"content {ref.id} came back without body.storage",
+            )
+        return PageBody(page=ref, storage=storage)
+
+    def space_visible(self, space_key: str) -> bool:
+        """Whether the space exists and the service user can see it."""
+        try:
+            self.api.json("GET", f"{self.settings.api_root}/space/{space_key}", route="GET space/{key}")
+        except RemoteNotFound:
+            return False
+        return True
+
+    def close(self) -> None:
+        self.api.close()
+
+
+class OnPremConfluenceClient(ConfluenceClient):
+    """Confluence Data Center / Server."""
+
+    platform = Platform.ONPREM
+
+    def _search_pages(self, cql: str, expand: Sequence[str], limit: int) -> Iterator[list[dict[str, Any]]]:
+        # DC writes a wrong `start` into `next` when it caps the page size and may return rows or
+        # an empty page past the end: derive the offset ourselves, stop on `next` absent or empty.
+        url = f"{self.settings.api_root}/content/search"
+        start = 0
+        seen: set[str] = set()
+        while True:
+            def params(size: int, offset: int = start) -> dict[str, Any]:
+                query: dict[str, Any] = {"cql": cql, "limit": size, "start": offset}
+                if expand:
+                    query["expand"] = ",".join(expand)
+                return query
+
+            page, limit = self._get_search_shrinking(lambda _size: url, limit, params)
+            fresh = [item for item in page.results if str(item.get("id")) not in seen]
+            seen.update(str(item.get("id")) for item in page.results)
+            if fresh:
+                yield fresh
+            if not page.results or not page.next_link:
+                return
+            start += len(page.results)
+
+    def web_url(self, content: dict[str, Any], page_id: str) -> str:
+        return f"{self.settings.base_url}/pages/viewpage.action?pageId={page_id}"
+
+    def instance_id(self) -> str:
+        payload = self.api.json(
+            "GET",
+            f"{self.settings.base_url}/rest/applinks/1.0/manifest",
+            route="GET applinks manifest",
+            headers={"Accept": "application/json"},
+            auth=None,
+        )
+        if not isinstance(payload, dict) or not payload.get("id"):
+            raise UnexpectedResponse(
+                system="confluence", method="GET", route="GET applinks manifest", status=200,
+                detail="the applinks manifest has no id",
+            )
+        return str(payload["id"])
+
+
+class CloudConfluenceClient(ConfluenceClient):
+    """Confluence Cloud, through the site or the API gateway."""
+
+    platform = Platform.CLOUD
+
+    def _api_prefix(self) -> str:
+        # `next` links are relative to `.../wiki` (contract §10.4); on the gateway we must stay on
+        # the gateway, since scoped tokens are refused on the site.
+        return self.settings.api_root[: -len("/rest/api")]
+
+    def _search_pages(self, cql: str, expand: Sequence[str], limit: int) -> Iterator[list[dict[str, Any]]]:
+        query: dict[str, Any] = {"cql": cql, "limit": limit}
+        if expand:
+            query["expand"] = ",".join(expand)
+        first_url = str(httpx.URL(f"{self.settings.api_root}/content/search", params=query))
+        url = first_url
+        seen: set[str] = set()
+        while True:
+            page, limit = self._get_search_shrinking(lambda size, u=url: _LIMIT_PARAM.sub(rf"\g<1>{size}", u), limit)
+            fresh = [item for item in page.results if str(item.get("id")) not in seen]
+            seen.update(str(item.get("id")) for item in page.results)
+            if fresh:
+                yield fresh
+            if not page.results or not page.next_link:
+                return
+            # Follow `next` verbatim: the cursor is already percent-encoded.
+            url = self._join_next(page.next_link)
+
+    def _join_next(self, link: str) -> str:
+        if urlsplit(link).scheme:
+            return link
+        path = link if link.startswith("/") else f"/{link}"
+        if path.startswith("/wiki/"):
+            path = path[len("/wiki") :]
+        return f"{self._api_prefix()}{path}"
+
+    def web_url(self, content: dict[str, Any], page_id: str) -> str:
+        webui = (content.get("_links") or {}).get("webui")
+        if isinstance(webui, str) and webui:
+            return f"{self.settings.web_base}{webui}"
+        return f"{self.settings.web_base}/pages/viewpage.action?pageId={page_id}"
+
+    def fetch_body(self, page_id: str) -> PageBody | None:
+        # v1 single-content routes are deprecated on Cloud; read one page through CQL instead.
+        bodies: dict[str, PageBody] = {}
+        for results in self._search_pages(ids_cql([page_id]), BODY_EXPAND, 1):
+            for item in results:
+                body = self.page_body(item)
+                if body is not None:
+                    bodies[body.page.id] = body
+        return bodies.get(page_id)
+
+    def instance_id(self) -> str:
+        payload = self.api.json(
+            "GET", f"{self.settings.base_url}/_edge/tenant_info", route="GET tenant_info", auth=None
+        )
+        if not isinstance(payload, dict) or not payload.get("cloudId"):
+            raise UnexpectedResponse(
+                system="confluence", method="GET", route="GET tenant_info", status=200,
+                detail="tenant_info has no cloudId",
+            )
+        return str(payload["cloudId"])
+
+
+class BearerAuth(httpx.Auth):
+    """`Authorization: Bearer <token>` as an httpx auth, so a request can opt out with auth=None."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def __repr__(self) -> str:
+        return "BearerAuth(<redacted>)"
+
+    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        yield request
+
+
+def _parse_search_page(payload: Any, url: str) -> SearchPage:
+    if not isinstance(payload, dict) or not isinstance(payload.get("results"), list):
+        raise UnexpectedResponse(
+            system="confluence", method="GET", route="GET content/search", status=200,
+            detail="the search response has no results list",
+        )
+    links = payload.get("_links") or {}
+    return SearchPage(results=payload["results"], next_link=links.get("next"), base=links.get("base"))
+
+
+def _short_errors(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()[:3])
+
+
+def build_confluence_client(
+    settings: ConfluenceSettings, *, transport: httpx.BaseTransport | None = None, verify: Any = None
+) -> ConfluenceClient:
+    """The client for the configured platform, with its auth, rate limit and retries."""
+    auth: httpx.Auth | None
+    headers: dict[str, str] = {"Accept": "application/json"}
+    if settings.platform is Platform.ONPREM:
+        if settings.pat:
+            auth = BearerAuth(settings.pat)
+        else:
+            auth = httpx.BasicAuth(settings.username or "", settings.password or "")
+    else:
+        auth = httpx.BasicAuth(settings.cloud_user or "", settings.cloud_token or "")
+    api = HttpApi(
+        system="confluence",
+        base_url=settings.api_root,
+        headers=headers,
+        auth=auth,
+        per_minute=settings.tokens_per_minute,
+        secrets=settings.secrets,
+        transport=transport,
+        verify=verify,
+        logger=logging.getLogger("confluence_pipeline.clients.confluence.http"),
+    )
+    cls = OnPremConfluenceClient if settings.platform is Platform.ONPREM else CloudConfluenceClient
+    return cls(settings, api)

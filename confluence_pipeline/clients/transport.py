@@ -1,0 +1,425 @@
+"""The HTTP transport every remote client shares: pacing, retries, timeouts, counting, proxies, TLS, scrubbing.
+
+Proxies: the httpx client is built with `trust_env=True`, so `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and
+`NO_PROXY` (upper or lower case) apply to every call, exactly as httpx documents; `NO_PROXY` entries are
+host names, IPs or `*` (no implicit exemption for localhost). The environment is read once, when the
+`HttpApi` is built. A caller-supplied `transport=` (tests) bypasses the proxies, as in httpx.
+
+TLS: `verify` defaults to `tls.build_ssl_context()` (SSL_CERT_FILE / REQUESTS_CA_BUNDLE / NODE_EXTRA_CA_CERTS);
+httpx uses an `SSLContext` as given, so `trust_env` cannot swap in another bundle behind it.
+
+Redirects are followed (Confluence Cloud answers attachment downloads with a 302 to its media host);
+httpx drops the Authorization header when a redirect leaves the origin.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json as jsonlib
+import logging
+import random
+import re
+import ssl
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import quote, quote_plus, urlsplit
+from urllib.request import getproxies
+
+import httpx
+from tenacity import RetryCallState, Retrying, retry_if_exception, retry_if_result, stop_after_attempt
+
+from confluence_pipeline.clients.errors import (
+    RemoteAuthError,
+    RemoteHttpError,
+    RemoteNotFound,
+    RemoteUnavailable,
+    UnexpectedResponse,
+    request_label,
+)
+from confluence_pipeline.clients.ratelimit import RateLimiter
+from confluence_pipeline.clients.tls import build_ssl_context
+
+if TYPE_CHECKING:
+    from httpx._client import UseClientDefault  # httpx's own annotation for its USE_CLIENT_DEFAULT sentinel
+
+USE_DEFAULT = httpx.USE_CLIENT_DEFAULT
+"""Pass as `auth=` to use the client's auth (the default); `auth=None` sends the request without any."""
+
+SCRUBBED = "***"
+_MIN_SECRET_LENGTH = 4  # shorter values would mangle ordinary words in messages without protecting anything
+_SENSITIVE_HEADER = re.compile(r"authorization|cookie|token|secret|api[-_]?key|password|signature", re.IGNORECASE)
+_URL_QUERY = re.compile(r"(https?://[^\s?#\"'<>]+)\?[^\s#\"'<>]*")
+_RETRY_AFTER_SECONDS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*$")
+_HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently a request is retried."""
+
+    attempts: int = 6  # total attempts including the first
+    backoff_initial: float = 0.5  # exponential with jitter, capped at backoff_max
+    backoff_max: float = 20.0
+    retry_after_max: float = 60.0  # clamp for Retry-After: Atlassian has sent 9223372036854775807
+    retry_statuses: frozenset[int] = frozenset({429, 500, 502, 503, 504})
+
+
+class RequestCounter:
+    """Thread-safe count of attempts per route label, and of attempts that were retried."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._routes: Counter[str] = Counter()
+        self._retries = 0
+
+    def add(self, route: str) -> None:
+        with self._lock:
+            self._routes[route] += 1
+
+    def add_retry(self) -> None:
+        with self._lock:
+            self._retries += 1
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._routes)
+
+    @property
+    def total(self) -> int:
+        with self._lock:
+            return sum(self._routes.values())
+
+    @property
+    def retries(self) -> int:
+        with self._lock:
+            return self._retries
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After value (delta-seconds or HTTP-date); None when absent or unreadable."""
+    if not value:
+        return None
+    match = _RETRY_AFTER_SECONDS.match(value)
+    if match:
+        return float(match.group(1))  # may be astronomically large; the caller clamps
+    try:
+        when = email.utils.parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # RFC 9110 dates are GMT; a naive result means "-0000"
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+class HttpApi:
+    """One remote system's HTTP API: a pooled httpx client plus pacing, retries, counting and error mapping."""
+
+    def __init__(
+        self,
+        *,
+        system: str,
+        base_url: str,
+        headers: Mapping[str, str] | None = None,
+        auth: httpx.Auth | None = None,
+        per_minute: int | None = None,
+        retry: RetryPolicy = RetryPolicy(),
+        timeout: httpx.Timeout | float = httpx.Timeout(60.0, connect=15.0),  # noqa: B008 - immutable
+        secrets: Iterable[str] = (),
+        transport: httpx.BaseTransport | None = None,
+        verify: ssl.SSLContext | bool | None = None,
+        max_connections: int = 20,
+        logger: logging.Logger | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.system = system
+        self.retry = retry
+        self.counter = RequestCounter()
+        self.limiter = RateLimiter(per_minute)
+        self._sleep = sleep
+        self._log = logger or logging.getLogger(__name__)
+        self._secrets_lock = threading.Lock()
+        self._secrets: list[str] = []
+        for secret in secrets:
+            self.add_secret(secret)
+        for name, value in (headers or {}).items():
+            self._learn_header(name, value)
+        for proxy_url in getproxies().values():  # httpx sends proxy credentials itself, past our request hook
+            self.add_secret(urlsplit(proxy_url).password or "")
+        if verify is None and transport is None:
+            verify = build_ssl_context()
+        self._client = httpx.Client(
+            base_url=base_url,
+            headers=headers,
+            auth=auth,
+            timeout=timeout,
+            transport=transport,
+            verify=True if verify is None else verify,
+            trust_env=True,
+            follow_redirects=True,
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            event_hooks={"request": [self._learn_request_secrets]},
+        )
+
+    def __repr__(self) -> str:
+        return f"HttpApi(system={self.system!r})"
+
+    # -- secrets -----------------------------------------------------------------------------
+    def add_secret(self, value: str) -> None:
+        """Scrub `value` (and its URL-encoded forms) from every error and log line from now on."""
+        if not value or len(value) < _MIN_SECRET_LENGTH:
+            return
+        with self._secrets_lock:
+            known = set(self._secrets)
+            for form in (value, quote(value, safe=""), quote_plus(value)):
+                if form not in known:
+                    self._secrets.append(form)
+                    known.add(form)
+            self._secrets.sort(key=len, reverse=True)  # a secret containing another must go first
+
+    def scrub(self, text: str) -> str:
+        """`text` with every known secret replaced and URL query strings (signed upload URLs) cut off."""
+        with self._secrets_lock:
+            secrets = list(self._secrets)
+        for secret in secrets:
+            text = text.replace(secret, SCRUBBED)
+        return _URL_QUERY.sub(r"\1?…", text)
+
+    def _learn_header(self, name: str, value: str) -> None:
+        if not _SENSITIVE_HEADER.search(name):
+            return
+        self.add_secret(value)
+        scheme, _, credential = value.partition(" ")
+        if credential and scheme.isalpha():  # "Bearer <token>", "Basic <base64>"
+            self.add_secret(credential.strip())
+
+    def _learn_request_secrets(self, request: httpx.Request) -> None:
+        # Runs after httpx applied auth, so credentials from any httpx.Auth are learnt before they can echo back.
+        for name, value in request.headers.items():
+            self._learn_header(name, value)
+
+    # -- requests ----------------------------------------------------------------------------
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        route: str,
+        params: Any = None,
+        json: Any = None,
+        content: bytes | None = None,
+        data: Any = None,
+        headers: Mapping[str, str] | None = None,
+        auth: httpx.Auth | UseClientDefault | None = USE_DEFAULT,
+        expect: Literal["json", "any"] = "json",
+        retry_statuses: frozenset[int] | None = None,
+        on_status: Mapping[int, Callable[[httpx.Response], None]] | None = None,
+    ) -> httpx.Response:
+        """Send one logical request (several attempts if need be) and return the successful response.
+
+        `url` is absolute or relative to base_url; `route` labels it in counters, logs and errors. Retries
+        `retry_statuses` (default: the policy's) and transport failures, waiting the clamped Retry-After or
+        an exponential backoff. `on_status[status]` is called with the final response when its status
+        matches, before the default handling; it may raise its own error, and if it returns, the default
+        handling (errors for non-2xx, the JSON check for `expect="json"`) goes on.
+        """
+        response, _ = self._send(
+            method,
+            url,
+            route=route,
+            params=params,
+            json=json,
+            content=content,
+            data=data,
+            headers=headers,
+            auth=auth,
+            expect=expect,
+            retry_statuses=retry_statuses,
+            on_status=on_status,
+        )
+        return response
+
+    def json(self, method: str, url: str, *, route: str, **kw: Any) -> Any:
+        """`request(...)` with `expect="json"`, returning the parsed body."""
+        kw["expect"] = "json"
+        _, payload = self._send(method, url, route=route, **kw)
+        return payload
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        route: str,
+        expect: Literal["json", "any"] = "json",
+        retry_statuses: frozenset[int] | None = None,
+        on_status: Mapping[int, Callable[[httpx.Response], None]] | None = None,
+        headers: Mapping[str, str] | None = None,
+        **kw: Any,
+    ) -> tuple[httpx.Response, Any]:
+        method = method.upper()
+        label = request_label(method, route)
+        statuses = self.retry.retry_statuses if retry_statuses is None else retry_statuses
+        for name, value in (headers or {}).items():
+            self._learn_header(name, value)
+
+        def attempt() -> httpx.Response:
+            self.limiter.acquire()
+            self.counter.add(route)
+            started = time.monotonic()
+            try:
+                response = self._client.request(method, url, headers=headers, **kw)
+            except httpx.HTTPError as exc:
+                self._log.debug("%s %s failed: %s", self.system, label, type(exc).__name__)
+                raise
+            elapsed_ms = (time.monotonic() - started) * 1000
+            self._log.debug("%s %s -> %d in %.0f ms", self.system, label, response.status_code, elapsed_ms)
+            return response
+
+        retrying = Retrying(
+            stop=stop_after_attempt(max(1, self.retry.attempts)),
+            retry=retry_if_exception(_is_retryable_exception)
+            | retry_if_result(lambda response: response.status_code in statuses),
+            wait=self._wait,
+            sleep=self._sleep,
+            before_sleep=lambda state: self._before_retry(state, label),
+            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+        )
+        error = {"system": self.system, "method": method, "route": route}
+        try:
+            response: httpx.Response = retrying(attempt)
+        except httpx.TransportError as exc:
+            attempts = retrying.statistics.get("attempt_number")
+            raise RemoteUnavailable(**error, detail=self._describe_exception(exc), attempts=attempts) from None
+        except httpx.HTTPError as exc:  # too many redirects, undecodable content encoding
+            raise UnexpectedResponse(**error, detail=self._describe_exception(exc)) from None
+        attempts = retrying.statistics.get("attempt_number")
+        status = response.status_code
+
+        if on_status and status in on_status:
+            on_status[status](response)
+        if status in (401, 403):
+            raise RemoteAuthError(**error, status=status, detail=self._server_message(response))
+        if status == 404:
+            raise RemoteNotFound(**error, status=status, detail=self._server_message(response))
+        if not 200 <= status < 300:
+            raise RemoteHttpError(**error, status=status, detail=self._server_message(response), attempts=attempts)
+        if expect != "json":
+            return response, None
+        content_type = response.headers.get("content-type", "")
+        media_type = content_type.split(";", 1)[0].strip().lower()
+        if media_type != "application/json" and not media_type.endswith("+json"):
+            hint = " (an SSO login page?)" if media_type in ("text/html", "application/xhtml+xml") else ""
+            detail = f"expected JSON but got {media_type or 'no content type'}{hint}"
+            raise UnexpectedResponse(**error, status=status, detail=detail)
+        try:
+            return response, jsonlib.loads(response.content)
+        except (ValueError, UnicodeDecodeError) as exc:
+            detail = f"malformed JSON ({len(response.content)} bytes): {exc}"
+            raise UnexpectedResponse(**error, status=status, detail=detail) from None
+
+    def _wait(self, state: RetryCallState) -> float:
+        outcome = state.outcome
+        if outcome is not None and not outcome.failed:
+            retry_after = parse_retry_after(outcome.result().headers.get("retry-after"))
+            if retry_after is not None:
+                return min(retry_after, self.retry.retry_after_max)
+        base = min(self.retry.backoff_max, self.retry.backoff_initial * 2 ** (state.attempt_number - 1))
+        return base / 2 + random.uniform(0, base / 2)
+
+    def _before_retry(self, state: RetryCallState, label: str) -> None:
+        self.counter.add_retry()
+        outcome = state.outcome
+        if outcome is None:
+            return
+        if outcome.failed:
+            exc = outcome.exception()
+            what = self._describe_exception(exc) if exc is not None else "failure"
+        else:
+            what = f"HTTP {outcome.result().status_code}"
+        wait = state.next_action.sleep if state.next_action else 0.0
+        self._log.warning(
+            "%s %s attempt %d failed (%s); retrying in %.1f s",
+            self.system,
+            label,
+            state.attempt_number,
+            what,
+            wait,
+        )
+
+    def _describe_exception(self, exc: BaseException) -> str:
+        if _certificate_error(exc) is not None:
+            return self.scrub(
+                f"TLS certificate verification failed ({_certificate_error(exc)}); to trust a private CA set "
+                "NODE_EXTRA_CA_CERTS (added to the defaults) or SSL_CERT_FILE (replaces them)"
+            )
+        message = str(exc)
+        return self.scrub(f"{type(exc).__name__}: {message}" if message else type(exc).__name__)
+
+    def _server_message(self, response: httpx.Response) -> str:
+        """The server's own words about an error, from common JSON shapes or the text; never headers."""
+        media_type = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        try:
+            text = response.text[:20_000]  # bounded work for huge error pages; only 500 characters are kept
+        except (UnicodeDecodeError, LookupError):
+            return ""
+        if media_type in ("text/html", "application/xhtml+xml"):
+            title = _HTML_TITLE.search(text)
+            return self.scrub(f"an HTML page{f' titled {title.group(1).strip()!r}' if title else ''}")
+        message: Any = None
+        try:
+            payload = jsonlib.loads(text)
+        except ValueError:
+            payload = None
+        if isinstance(payload, dict):
+            message = _message_from_json(payload)
+        return self.scrub(str(message) if message else text.strip())[:500]
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> HttpApi:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _message_from_json(payload: dict[str, Any]) -> Any:
+    for key in ("message", "errorMessage", "error_description", "detail", "error"):
+        value = payload.get(key)
+        if isinstance(value, str) and value:
+            return value
+        if isinstance(value, dict) and isinstance(value.get("message"), str):
+            return value["message"]
+    errors = payload.get("errors")
+    if isinstance(errors, list):  # GraphQL and Confluence both use a list of {"message": ...}
+        messages = [e.get("message") for e in errors if isinstance(e, dict) and isinstance(e.get("message"), str)]
+        if messages:
+            return "; ".join(messages)
+    data = payload.get("data")
+    if isinstance(data, dict) and isinstance(data.get("errors"), list):  # Confluence 400 on bad CQL
+        return _message_from_json({"errors": data["errors"]})
+    return None
+
+
+def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _is_retryable_exception(exc: BaseException) -> bool:
+    # A bad certificate, a malformed URL or our own protocol error will not heal by waiting.
+    if not isinstance(exc, httpx.TransportError):
+        return False
+    if isinstance(exc, httpx.UnsupportedProtocol | httpx.LocalProtocolError):
+        return False
+    return _certificate_error(exc) is None

@@ -1,0 +1,405 @@
+"""Unique ingestion client: GraphQL content and scope operations, file-diff, blob upload, auth modes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
+
+import httpx
+
+from confluence_pipeline.clients.errors import RemoteAuthError, RemoteError, UnexpectedResponse
+from confluence_pipeline.clients.transport import HttpApi
+from confluence_pipeline.clients.zitadel import ZitadelTokenProvider
+from confluence_pipeline.domain.cql import batched
+from confluence_pipeline.domain.diff import FileDiff
+from confluence_pipeline.settings import UniqueSettings
+
+log = logging.getLogger(__name__)
+
+CONTENT_PAGE = 100
+DELETE_BATCH = 50
+SCOPE_PATH_BATCH = 100
+KEYS_PER_QUERY = 100
+
+CONTENT_UPSERT = """
+mutation ContentUpsert($input: ContentCreateInput!, $fileUrl: String, $chatId: String,
+  $scopeId: String, $sourceOwnerType: String, $sourceName: String, $sourceKind: String,
+  $storeInternally: Boolean, $baseUrl: String) {
+  contentUpsert(input: $input, fileUrl: $fileUrl, chatId: $chatId, scopeId: $scopeId,
+    sourceOwnerType: $sourceOwnerType, sourceName: $sourceName, sourceKind: $sourceKind,
+    storeInternally: $storeInternally, baseUrl: $baseUrl) {
+    id key title byteSize mimeType ownerType ownerId writeUrl readUrl createdAt
+    internallyStoredAt source { kind name }
+  }
+}
+"""
+PAGINATED_CONTENT_KEYS = """
+query PaginatedContent($skip: Int!, $take: Int!, $where: ContentWhereInput) {
+  paginatedContent(skip: $skip, take: $take, where: $where) {
+    nodes { id key ownerId }
+    totalCount } }
+"""
+PAGINATED_CONTENT_COUNT = """
+query PaginatedContentCount($where: ContentWhereInput) {
+  paginatedContent(where: $where, skip: 0, take: 0) { totalCount } }
+"""
+CONTENT_DELETE_BY_IDS = """
+mutation ContentDeleteByContentIds($contentIds: [String!]!) {
+  contentDeleteByContentIds(contentIds: $contentIds) { id } }
+"""
+PAGINATED_SCOPE = """
+query PaginatedScope($skip: Int!, $take: Int!, $where: ScopeWhereInput!) {
+  paginatedScope(skip: $skip, take: $take, where: $where) { totalCount nodes { id name parentId externalId } } }
+"""
+GENERATE_SCOPES = """
+mutation GenerateScopesBasedOnPaths($paths: [String!]!, $inheritAccess: Boolean) {
+  generateScopesBasedOnPaths(paths: $paths, inheritAccess: $inheritAccess) { id name parentId externalId } }
+"""
+UPDATE_SCOPE = """
+mutation UpdateScope($id: String!, $input: ScopeUpdateInput!) {
+  updateScope(id: $id, input: $input) { id name externalId parentId } }
+"""
+
+
+class UniqueGraphQLError(RemoteError):
+    """A GraphQL response with `errors` (contract §2); `status_code` is extensions.response.statusCode."""
+
+    def __init__(self, operation: str, message: str, status_code: int | None) -> None:
+        self.operation = operation
+        self.status_code = status_code
+        super().__init__(
+            system="unique", method="POST", route=f"graphql {operation}", status=status_code,
+            detail=f"GraphQL error: {message}",
+        )
+
+
+@dataclass(frozen=True)
+class ContentNode:
+    id: str
+    key: str
+    owner_id: str | None
+
+
+@dataclass(frozen=True)
+class ScopeNode:
+    id: str
+    name: str
+    parent_id: str | None
+    external_id: str | None
+
+
+@dataclass(frozen=True)
+class ContentSpec:
+    """What one page becomes in Unique (the body travels separately)."""
+
+    key: str
+    title: str
+    url: str
+    byte_size: int
+    metadata: Mapping[str, str]
+    scope_id: str
+    mime_type: str = "text/html"
+
+
+@dataclass(frozen=True)
+class Registration:
+    id: str
+    write_url: str
+    read_url: str
+
+
+class UniqueClient:
+    """Every call to Unique goes through here: one rate limit, one counter, one auth."""
+
+    def __init__(
+        self,
+        settings: UniqueSettings,
+        *,
+        source_kind: str,
+        source_name: str,
+        transport: httpx.BaseTransport | None = None,
+        verify: Any = None,
+    ) -> None:
+        self.settings = settings
+        self.source_kind = source_kind
+        self.source_name = source_name
+        self.api = HttpApi(
+            system="unique",
+            base_url=settings.ingestion_base,
+            per_minute=settings.tokens_per_minute,
+            secrets=settings.secrets,
+            transport=transport,
+            verify=verify,
+            max_connections=max(8, settings.concurrency * 2),
+            logger=logging.getLogger("confluence_pipeline.clients.unique.http"),
+        )
+        self.tokens: ZitadelTokenProvider | None = None
+        if settings.auth_mode == "external":
+            # Token calls are not rate limited (contract §9) but are counted and retried.
+            token_api = HttpApi(
+                system="zitadel",
+                base_url=settings.zitadel_token_url or "",
+                secrets=settings.secrets,
+                transport=transport,
+                verify=verify,
+                logger=logging.getLogger("confluence_pipeline.clients.zitadel.http"),
+            )
+            self.api_token = token_api
+            self.tokens = ZitadelTokenProvider(
+                token_api,
+                token_url=settings.zitadel_token_url or "",
+                client_id=settings.zitadel_client_id or "",
+                client_secret=settings.zitadel_client_secret or "",
+                project_id=settings.zitadel_project_id or "",
+                extra_headers=settings.zitadel_extra_headers,
+            )
+
+    def __repr__(self) -> str:
+        return f"UniqueClient(base={self.settings.ingestion_base!r}, mode={self.settings.auth_mode!r})"
+
+    # -- transport ------------------------------------------------------------------------------
+    def _headers(self) -> tuple[dict[str, str], str | None]:
+        headers = dict(self.settings.extra_headers)
+        token = None
+        if self.tokens is not None:
+            token = self.tokens.token()
+            headers["Authorization"] = f"Bearer {token}"
+        else:
+            headers.setdefault("x-service-id", "confluence-connector")
+        return headers, token
+
+    def _call(self, method: str, url: str, *, route: str, **kwargs: Any) -> httpx.Response:
+        """An authenticated call; a 401 in external mode drops the token and tries once more."""
+        headers, token = self._headers()
+        try:
+            return self.api.request(method, url, route=route, headers=headers, auth=None, **kwargs)
+        except RemoteAuthError as exc:
+            if self.tokens is None or token is None or exc.status != 401:
+                raise
+            log.warning("Unique refused the bearer token on %s; fetching a new one", route)
+            self.tokens.invalidate(token)
+            headers, _ = self._headers()
+            return self.api.request(method, url, route=route, headers=headers, auth=None, **kwargs)
+
+    def graphql(self, operation: str, query: str, variables: Mapping[str, Any]) -> dict[str, Any]:
+        response = self._call(
+            "POST",
+            self.settings.graphql_url,
+            route=f"graphql {operation}",
+            json={"query": query, "variables": dict(variables), "operationName": operation},
+        )
+        payload = response.json()
+        if not isinstance(payload, dict):
+            raise UnexpectedResponse(
+                system="unique", method="POST", route=f"graphql {operation}", status=response.status_code,
+                detail="the GraphQL response is not a JSON object",
+            )
+        errors = payload.get("errors")
+        if errors:
+            first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
+            status = ((first.get("extensions") or {}).get("response") or {}).get("statusCode")
+            raise UniqueGraphQLError(
+                operation, str(first.get("message", "unknown error")), status if isinstance(status, int) else None
+            )
+        data = payload.get("data")
+        if not isinstance(data, dict):
+            raise UnexpectedResponse(
+                system="unique", method="POST", route=f"graphql {operation}", status=response.status_code,
+                detail="the GraphQL response has no data",
+            )
+        return data
+
+    # -- file diff ------------------------------------------------------------------------------
+    def file_diff(self, partial_key: str, file_list: Sequence[Mapping[str, str]]) -> FileDiff:
+        response = self._call(
+            "POST",
+            self.settings.file_diff_url,
+            route="POST file-diff",
+            json={
+                "partialKey": partial_key,
+                "sourceKind": self.source_kind,
+                "sourceName": self.source_name,
+                "fileList": list(file_list),
+            },
+        )
+        try:
+            return FileDiff.from_response(response.json())
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise UnexpectedResponse(
+                system="unique", method="POST", route="POST file-diff", status=response.status_code,
+                detail=f"malformed file-diff response: {exc}",
+            ) from exc
+
+    # -- ingestion ------------------------------------------------------------------------------
+    def _upsert_variables(self, spec: ContentSpec) -> dict[str, Any]:
+        return {
+            "input": {
+                "key": spec.key,
+                "title": spec.title,
+                "mimeType": spec.mime_type,
+                "ownerType": "SCOPE",
+                "url": spec.url,
+                "byteSize": spec.byte_size,
+                "metadata": dict(spec.metadata),
+            },
+            "scopeId": spec.scope_id,
+            "sourceOwnerType": "COMPANY",
+            "sourceKind": self.source_kind,
+            "sourceName": self.source_name,
+            "storeInternally": True,
+            "baseUrl": self.source_name,
+        }
+
+    def register(self, spec: ContentSpec) -> Registration:
+        data = self.graphql("ContentUpsert", CONTENT_UPSERT, self._upsert_variables(spec))
+        node = data.get("contentUpsert") or {}
+        content_id, write_url, read_url = node.get("id"), node.get("writeUrl"), node.get("readUrl")
+        if not (isinstance(content_id, str) and isinstance(write_url, str) and isinstance(read_url, str)):
+            raise UnexpectedResponse(
+                system="unique", method="POST", route="graphql ContentUpsert", status=200,
+                detail=f"registration of {spec.key} returned no id/writeUrl/readUrl",
+            )
+        return Registration(content_id, write_url, read_url)
+
+    def upload_url(self, write_url: str) -> str:
+        if self.settings.auth_mode != "cluster_local":
+            return write_url
+        keys = parse_qs(urlsplit(write_url).query).get("key")
+        if not keys:
+            raise UnexpectedResponse(
+                system="unique", method="PUT", route="PUT upload", status=200,
+                detail="the writeUrl carries no key parameter, so it cannot be rewritten for cluster_local",
+            )
+        return f"{self.settings.ingestion_base}/scoped/upload?key={quote(keys[0], safe='')}"
+
+    def upload(self, registration: Registration, data: bytes, mime_type: str = "text/html") -> None:
+        headers = {"Content-Type": mime_type, "x-ms-blob-type": "BlockBlob"}
+        if self.settings.auth_mode == "cluster_local":
+            # The scoped upload sits behind the same gateway as the API: send the service headers
+            # (never a token) so either server behaviour accepts it.
+            headers.update(self.settings.extra_headers)
+        self.api.request(
+            "PUT",
+            self.upload_url(registration.write_url),
+            route="PUT upload",
+            content=data,
+            headers=headers,
+            auth=None,
+            expect="any",
+        )
+
+    def finalize(self, spec: ContentSpec, registration: Registration) -> str:
+        variables = self._upsert_variables(spec)
+        variables["fileUrl"] = registration.read_url
+        data = self.graphql("ContentUpsert", CONTENT_UPSERT, variables)
+        content_id = (data.get("contentUpsert") or {}).get("id")
+        if not isinstance(content_id, str) or not content_id:
+            raise UnexpectedResponse(
+                system="unique", method="POST", route="graphql ContentUpsert", status=200,
+                detail=f"finalize of {spec.key} returned no id",
+            )
+        return content_id
+
+    # -- content queries and deletes ------------------------------------------------------------
+    def count(self, where: Mapping[str, Any]) -> int:
+        data = self.graphql("PaginatedContentCount", PAGINATED_CONTENT_COUNT, {"where": dict(where)})
+        total = (data.get("paginatedContent") or {}).get("totalCount")
+        if not isinstance(total, int):
+            raise UnexpectedResponse(
+                system="unique", method="POST", route="graphql PaginatedContentCount", status=200,
+                detail="no totalCount in the count response",
+            )
+        return total
+
+    def iter_content(self, where: Mapping[str, Any], *, page_size: int = CONTENT_PAGE) -> Iterator[ContentNode]:
+        skip = 0
+        while True:
+            data = self.graphql(
+                "PaginatedContent", PAGINATED_CONTENT_KEYS, {"skip": skip, "take": page_size, "where": dict(where)}
+            )
+            nodes = (data.get("paginatedContent") or {}).get("nodes") or []
+            for node in nodes:
+                yield ContentNode(str(node["id"]), str(node.get("key") or ""), node.get("ownerId"))
+            if len(nodes) < page_size:
+                return
+            skip += page_size
+
+    def ids_for_keys(self, keys: Sequence[str]) -> dict[str, str]:
+        """Exact key → content id for the keys that exist."""
+        found: dict[str, str] = {}
+        for chunk in batched(list(keys), KEYS_PER_QUERY):
+            for node in self.iter_content({"key": {"in": chunk}}):
+                if node.key in chunk:
+                    found[node.key] = node.id
+        return found
+
+    def delete(self, content_ids: Sequence[str]) -> list[str]:
+        """Delete by id in batches; returns the ids Unique confirmed deleted."""
+        deleted: list[str] = []
+        for chunk in batched(list(content_ids), DELETE_BATCH):
+            data = self.graphql("ContentDeleteByContentIds", CONTENT_DELETE_BY_IDS, {"contentIds": chunk})
+            for node in data.get("contentDeleteByContentIds") or []:
+                if isinstance(node, dict) and node.get("id"):
+                    deleted.append(str(node["id"]))
+        return deleted
+
+    # -- scopes ---------------------------------------------------------------------------------
+    def scopes_for_paths(self, paths: Sequence[str]) -> list[ScopeNode]:
+        """One leaf scope per path, in input order, created when missing (contract §5)."""
+        scopes: list[ScopeNode] = []
+        for chunk in batched(list(paths), SCOPE_PATH_BATCH):
+            data = self.graphql(
+                "GenerateScopesBasedOnPaths", GENERATE_SCOPES, {"paths": chunk, "inheritAccess": True}
+            )
+            nodes = data.get("generateScopesBasedOnPaths") or []
+            if len(nodes) != len(chunk):
+                raise UnexpectedResponse(
+                    system="unique", method="POST", route="graphql GenerateScopesBasedOnPaths", status=200,
+                    detail=f"asked for {len(chunk)} scopes, got {len(nodes)}",
+                )
+            scopes.extend(_scope(node) for node in nodes)
+        return scopes
+
+    def find_scopes(self, where: Mapping[str, Any]) -> list[ScopeNode]:
+        scopes: list[ScopeNode] = []
+        skip = 0
+        while True:
+            data = self.graphql(
+                "PaginatedScope", PAGINATED_SCOPE, {"skip": skip, "take": CONTENT_PAGE, "where": dict(where)}
+            )
+            nodes = (data.get("paginatedScope") or {}).get("nodes") or []
+            scopes.extend(_scope(node) for node in nodes)
+            if len(nodes) < CONTENT_PAGE:
+                return scopes
+            skip += CONTENT_PAGE
+
+    def scope(self, scope_id: str) -> ScopeNode | None:
+        found = self.find_scopes({"id": {"equals": scope_id}})
+        return found[0] if found else None
+
+    def set_scope_external_id(self, scope_id: str, external_id: str | None) -> None:
+        self.graphql("UpdateScope", UPDATE_SCOPE, {"id": scope_id, "input": {"externalId": external_id}})
+
+    # -- bookkeeping ----------------------------------------------------------------------------
+    def request_counts(self) -> dict[str, int]:
+        counts = dict(self.api.counter.snapshot())
+        if self.tokens is not None:
+            counts.update(self.api_token.counter.snapshot())
+        return counts
+
+    def close(self) -> None:
+        self.api.close()
+        if self.tokens is not None:
+            self.api_token.close()
+
+
+def _scope(node: Mapping[str, Any]) -> ScopeNode:
+    return ScopeNode(
+        id=str(node["id"]),
+        name=str(node.get("name") or ""),
+        parent_id=node.get("parentId"),
+        external_id=node.get("externalId"),
+    )

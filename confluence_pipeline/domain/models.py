@@ -1,0 +1,51 @@
+"""Small immutable values that flow between the sync stages (never page bodies)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Platform(StrEnum):
+    ONPREM = "ONPREM"
+    CLOUD = "CLOUD"
+
+    @property
+    def source_kind(self) -> str:
+        return "ATLASSIAN_CONFLUENCE_ONPREM" if self is Platform.ONPREM else "ATLASSIAN_CONFLUENCE_CLOUD"
+
+
+@dataclass(frozen=True, slots=True)
+class SpaceRef:
+    """A Confluence space as discovery saw it. `id` is the v1 numeric id as a string."""
+
+    id: str
+    key: str
+    name: str
+    type: str
+
+
+@dataclass(frozen=True, slots=True)
+class PageRef:
+    """One discovered page or blog post: what diff, ingest and report need, without its body.
+
+    `updated_at` is `version.when` normalised to UTC ISO-8601 with milliseconds and `Z`.
+    `labels` are lower-cased, sorted and include the sync labels (they are removed for metadata).
+    """
+
+    id: str
+    type: str
+    title: str
+    space: SpaceRef
+    version: int
+    updated_at: str
+    web_url: str
+    labels: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PageBody:
+    """A fetched storage body, at the version it was fetched."""
+
+    page: PageRef
+    storage: str

@@ -1,0 +1,1 @@
+"""Local Confluence and Unique emulators: what tests, benchmarks and the sandbox demo talk to."""

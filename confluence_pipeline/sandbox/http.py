@@ -1,0 +1,335 @@
+"""Threaded HTTP server shared by the emulators: routing, request recording and fault injection."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+REDACTED = "<redacted>"
+SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request as the emulator saw it (headers lower-cased, secrets redacted in `recorded`)."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+    raw_target: str
+    time: float
+
+    def param(self, name: str, default: str | None = None) -> str | None:
+        values = self.query.get(name)
+        return values[0] if values else default
+
+    def json(self) -> Any:
+        return json.loads(self.body.decode("utf-8")) if self.body else None
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """What tests inspect: no secret header value is ever kept."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+    time: float
+
+
+@dataclass
+class Response:
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def json(cls, payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+        merged = {"Content-Type": "application/json"}
+        merged.update(headers or {})
+        return cls(status, json.dumps(payload).encode("utf-8"), merged)
+
+    @classmethod
+    def text(cls, text: str, status: int = 200, content_type: str = "text/plain") -> Response:
+        return cls(status, text.encode("utf-8"), {"Content-Type": f"{content_type}; charset=utf-8"})
+
+
+@dataclass
+class Fault:
+    """A scripted misbehaviour for one matching request.
+
+    `status`/`headers`/`body` replace the real response; `delay` sleeps before answering (and
+    before the real handler runs when no status is given); `drop` closes the connection without
+    any response.
+    """
+
+    status: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    delay: float = 0.0
+    drop: bool = False
+
+
+@dataclass
+class _ScriptedFault:
+    method: str | None
+    pattern: re.Pattern[str]
+    fault: Fault
+    remaining: int | None  # None = forever
+    predicate: Callable[[Request], bool] | None
+
+
+class FaultPlan:
+    """Per-route queues of faults plus a global latency, consulted before every request."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._scripted: deque[_ScriptedFault] = deque()
+        self.latency: float = 0.0
+
+    def add(
+        self,
+        path_regex: str,
+        fault: Fault,
+        *,
+        method: str | None = None,
+        times: int | None = 1,
+        when: Callable[[Request], bool] | None = None,
+    ) -> None:
+        """Apply `fault` to the next `times` requests whose path matches (None = every one)."""
+        with self._lock:
+            self._scripted.append(
+                _ScriptedFault(method.upper() if method else None, re.compile(path_regex), fault, times, when)
+            )
+
+    def rate_limited(
+        self, path_regex: str, *, retry_after: str = "1", times: int = 1, method: str | None = None
+    ) -> None:
+        """A 429 with the Atlassian rate-limit headers."""
+        headers = {
+            "Retry-After": retry_after,
+            "X-RateLimit-Limit": "100",
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Interval-Seconds": "60",
+            "X-RateLimit-FillRate": "10",
+            "X-RateLimit-NearLimit": "true",
+            "Content-Type": "application/json",
+        }
+        body = json.dumps({"statusCode": 429, "message": "Rate limit exceeded", "reason": "Too Many Requests"})
+        self.add(path_regex, Fault(429, headers, body.encode()), method=method, times=times)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._scripted.clear()
+            self.latency = 0.0
+
+    def take(self, request: Request) -> Fault | None:
+        with self._lock:
+            for scripted in self._scripted:
+                if scripted.method and scripted.method != request.method:
+                    continue
+                if not scripted.pattern.search(request.path):
+                    continue
+                if scripted.predicate is not None and not scripted.predicate(request):
+                    continue
+                if scripted.remaining is not None:
+                    scripted.remaining -= 1
+                    if scripted.remaining <= 0:
+                        self._scripted.remove(scripted)
+                return scripted.fault
+        return None
+
+
+Handler = Callable[[Request], Response]
+
+
+class _ThreadingServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that timed out or hung up before a delayed answer is expected under fault injection.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
+class EmulatorServer:
+    """Runs an emulator app on 127.0.0.1 in a background thread.
+
+    Subclasses implement `handle`. Use as a context manager in tests, or `serve_forever()` from
+    the command line. Every request is recorded (secrets redacted) and passes the fault plan.
+    """
+
+    name = "emulator"
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.faults = FaultPlan()
+        self._requests: list[RecordedRequest] = []
+        self._requests_lock = threading.Lock()
+        self._server = _ThreadingServer((host, port), self._handler_class())
+        self._thread: threading.Thread | None = None
+        self.tls = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+    def wrap_tls(self, certfile: str, keyfile: str) -> None:
+        """Serve HTTPS with the given certificate (call before `start`)."""
+        import ssl
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(certfile, keyfile)
+        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        self.tls = True
+
+    def start(self) -> EmulatorServer:
+        # A short poll interval keeps `stop()` (and so every test teardown) from waiting the default 0.5 s.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name=self.name, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def serve_forever(self) -> None:
+        self._server.serve_forever()
+
+    def __enter__(self) -> EmulatorServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- recording -------------------------------------------------------------------------
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._requests_lock:
+            return list(self._requests)
+
+    def clear_requests(self) -> None:
+        with self._requests_lock:
+            self._requests.clear()
+
+    def requests_to(self, path_regex: str, method: str | None = None) -> list[RecordedRequest]:
+        pattern = re.compile(path_regex)
+        return [
+            r for r in self.requests if pattern.search(r.path) and (method is None or r.method == method.upper())
+        ]
+
+    def iter_requests(self) -> Iterator[RecordedRequest]:
+        return iter(self.requests)
+
+    def _record(self, request: Request) -> None:
+        headers = {k: (REDACTED if k in SECRET_HEADERS else v) for k, v in request.headers.items()}
+        recorded = RecordedRequest(request.method, request.path, request.query, headers, request.body, request.time)
+        with self._requests_lock:
+            self._requests.append(recorded)
+
+    # -- dispatch --------------------------------------------------------------------------
+    def handle(self, request: Request) -> Response:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _dispatch(self, request: Request) -> Response | None:
+        """None means: drop the connection."""
+        self._record(request)
+        if self.faults.latency:
+            time.sleep(self.faults.latency)
+        fault = self.faults.take(request)
+        if fault is not None:
+            if fault.delay:
+                time.sleep(fault.delay)
+            if fault.drop:
+                return None
+            if fault.status is not None:
+                return Response(fault.status, fault.body, dict(fault.headers))
+        try:
+            return self.handle(request)
+        except Exception as exc:  # an emulator bug must surface as a 500, not a hung socket
+            return Response.json({"statusCode": 500, "message": f"emulator error: {exc!r}"}, status=500)
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        emulator = self
+
+        class _Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out as two writes; Nagle would add ~40 ms each
+            server_version = emulator.name
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+                return
+
+            def _serve(self) -> None:
+                if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+                    body = self._read_chunked()
+                else:
+                    length = int(self.headers.get("Content-Length") or 0)
+                    body = self.rfile.read(length) if length else b""
+                split = urlsplit(self.path)
+                request = Request(
+                    method=self.command,
+                    path=split.path,
+                    query=parse_qs(split.query, keep_blank_values=True),
+                    headers={k.lower(): v for k, v in self.headers.items()},
+                    body=body,
+                    raw_target=self.path,
+                    time=time.time(),
+                )
+                response = emulator._dispatch(request)
+                if response is None:
+                    self.close_connection = True
+                    try:
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                    return
+                self.send_response(response.status)
+                for key, value in response.headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(response.body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(response.body)
+
+            def _read_chunked(self) -> bytes:
+                # Streamed uploads arrive chunked; leaving them unread would corrupt the keep-alive connection.
+                parts: list[bytes] = []
+                while True:
+                    size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+                    if size == 0:
+                        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                            pass  # trailers
+                        return b"".join(parts)
+                    parts.append(self.rfile.read(size))
+                    self.rfile.readline()
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _serve
+
+        return _Handler

@@ -1,0 +1,518 @@
+"""In-memory state of the Unique emulator: content rows, upload slots, scopes and their accesses."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+QUEUED = "QUEUED"
+FINISHED = "FINISHED"
+NON_EMPTY_FOLDER = "Cannot delete non-empty folder"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class UniqueApiError(Exception):
+    """A client-visible failure; the GraphQL layer turns it into the contract's error shape."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class StoredContent:
+    """One content row as Unique would hold it."""
+
+    id: str
+    key: str
+    title: str
+    mime_type: str
+    owner_type: str
+    owner_id: str | None
+    url: str | None = None
+    metadata: dict[str, str] | None = None
+    byte_size: int | None = None
+    source_kind: str | None = None
+    source_name: str | None = None
+    source_owner_type: str | None = None
+    store_internally: bool = True
+    data: bytes | None = None
+    ingestion_state: str = QUEUED
+    created_at: datetime = field(default_factory=utc_now)
+    finalized_at: datetime | None = None
+    pending_upload: bytes | None = None
+    ingestion_config: Any = None
+    expires_at: datetime | None = None
+    updated_at: datetime = field(default_factory=utc_now)
+
+    def __repr__(self) -> str:  # page bodies would drown a failing assertion
+        size = None if self.data is None else len(self.data)
+        return (
+            f"StoredContent(id={self.id!r}, key={self.key!r}, owner_id={self.owner_id!r}, "
+            f"state={self.ingestion_state!r}, finalized_at={self.finalized_at!r}, data_len={size})"
+        )
+
+
+@dataclass(frozen=True)
+class ScopeAccess:
+    entity_id: str
+    entity_type: str  # USER | GROUP
+    access_type: str  # MANAGE | READ | WRITE
+
+
+@dataclass
+class StoredScope:
+    id: str
+    name: str
+    parent_id: str | None = None
+    external_id: str | None = None
+    accesses: list[ScopeAccess] = field(default_factory=list)
+    created_at: datetime = field(default_factory=utc_now)
+
+
+@dataclass
+class UploadSlot:
+    """What one registration hands out: a write key for the PUT and a read URL for the finalize."""
+
+    write_key: str
+    read_url: str
+    content_id: str
+    data: bytes | None = None
+    content_type: str | None = None
+
+
+@dataclass(frozen=True)
+class DeletedFolder:
+    id: str
+    name: str
+    path: str
+    fail_reason: str | None = None  # None = deleted
+
+
+def metadata_as_strings(value: Any) -> dict[str, str] | None:
+    """Unique keeps metadata as a flat string map; anything else is JSON-encoded."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise UniqueApiError(400, "metadata must be a JSON object")
+    return {
+        str(k): v if isinstance(v, str) else json.dumps(v, separators=(",", ":"), ensure_ascii=False)
+        for k, v in value.items()
+    }
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(10)}"
+
+
+class UniqueStore:
+    """Thread-safe state; every mutating operation runs under one lock so registrations stay atomic."""
+
+    def __init__(self, *, base_url: str = "", clock: Callable[[], datetime] = utc_now) -> None:
+        self.lock = threading.RLock()
+        self.base_url = base_url  # filled in by the server once its port is known
+        self.clock = clock
+        self.contents: dict[str, StoredContent] = {}
+        self.scopes: dict[str, StoredScope] = {}
+        self.uploads: dict[str, UploadSlot] = {}  # by write key
+        self._uploads_by_read_url: dict[str, str] = {}
+
+    # -- content reads ---------------------------------------------------------------------
+    def content_by_key(self, key: str) -> StoredContent | None:
+        with self.lock:
+            return next((c for c in self.contents.values() if c.key == key), None)
+
+    def keys(self) -> set[str]:
+        with self.lock:
+            return {c.key for c in self.contents.values()}
+
+    def finalized_keys(self) -> set[str]:
+        with self.lock:
+            return {c.key for c in self.contents.values() if c.finalized_at is not None}
+
+    def query_contents(self, where: Mapping[str, Any] | None) -> list[StoredContent]:
+        with self.lock:
+            return [c for c in self.contents.values() if _content_matches(c, where or {})]
+
+    # -- content writes --------------------------------------------------------------------
+    def seed_content(
+        self,
+        key: str,
+        *,
+        owner_id: str | None,
+        title: str = "t",
+        data: bytes = b"<p>seeded</p>",
+        finalized_at: datetime | None = None,
+        source_kind: str = "ATLASSIAN_CONFLUENCE_CLOUD",
+        source_name: str = "https://confluence.example",
+        metadata: Mapping[str, Any] | None = None,
+        mime_type: str = "text/html",
+        url: str | None = None,
+    ) -> StoredContent:
+        """Put a finalized row in place for a test (set `finalized_at = None` afterwards for a half-ingested one)."""
+        with self.lock:
+            if self.content_by_key(key) is not None:
+                raise ValueError(f"content with key {key!r} already exists")
+            now = self.clock()
+            content = StoredContent(
+                id=_new_id("cont"),
+                key=key,
+                title=title,
+                mime_type=mime_type,
+                owner_type="SCOPE",
+                owner_id=owner_id,
+                url=url,
+                metadata=metadata_as_strings(metadata),
+                byte_size=len(data),
+                source_kind=source_kind,
+                source_name=source_name,
+                source_owner_type="COMPANY",
+                data=data,
+                ingestion_state=FINISHED,
+                created_at=now,
+                finalized_at=finalized_at or now,
+                updated_at=now,
+            )
+            self.contents[content.id] = content
+            return content
+
+    def register_content(self, fields: Mapping[str, Any]) -> tuple[StoredContent, UploadSlot]:
+        """Upsert by key without a file: an existing row is returned untouched, with a fresh upload slot."""
+        with self.lock:
+            content = self.content_by_key(fields["key"])
+            if content is None:
+                scope_id = fields.get("owner_id")
+                self._require_scope_if_given(scope_id)
+                now = self.clock()
+                content = StoredContent(
+                    id=_new_id("cont"),
+                    key=fields["key"],
+                    title=fields.get("title") or "",
+                    mime_type=fields["mime_type"],
+                    owner_type=fields.get("owner_type") or "SCOPE",
+                    owner_id=scope_id,
+                    url=fields.get("url"),
+                    metadata=metadata_as_strings(fields.get("metadata")),
+                    byte_size=fields.get("byte_size"),
+                    source_kind=fields.get("source_kind"),
+                    source_name=fields.get("source_name"),
+                    source_owner_type=fields.get("source_owner_type"),
+                    store_internally=fields.get("store_internally", True) is not False,
+                    ingestion_config=fields.get("ingestion_config"),
+                    expires_at=fields.get("expires_at"),
+                    created_at=now,
+                    updated_at=now,
+                )
+                self.contents[content.id] = content
+            write_key = secrets.token_urlsafe(24)
+            slot = UploadSlot(
+                write_key=write_key,
+                read_url=f"unique://content/{content.id}/{secrets.token_urlsafe(16)}",
+                content_id=content.id,
+            )
+            self.uploads[write_key] = slot
+            self._uploads_by_read_url[slot.read_url] = write_key
+            return content, slot
+
+    def record_upload(self, write_key: str, data: bytes, content_type: str | None) -> UploadSlot | None:
+        """Store a PUT body against its slot; None when the key was never handed out (or its content is gone)."""
+        with self.lock:
+            slot = self.uploads.get(write_key)
+            if slot is None or slot.content_id not in self.contents:
+                return None
+            slot.data = data
+            slot.content_type = content_type
+            self.contents[slot.content_id].pending_upload = data
+            return slot
+
+    def finalize_content(self, file_url: str, fields: Mapping[str, Any]) -> tuple[StoredContent, UploadSlot]:
+        with self.lock:
+            write_key = self._uploads_by_read_url.get(file_url)
+            slot = self.uploads.get(write_key) if write_key else None
+            if slot is None or slot.data is None:
+                raise UniqueApiError(400, f"No completed upload for fileUrl of content key {fields['key']!r}")
+            content = self.contents.get(slot.content_id)
+            if content is None:
+                raise UniqueApiError(404, f"Content for fileUrl of key {fields['key']!r} no longer exists")
+            if content.key != fields["key"]:
+                raise UniqueApiError(400, f"fileUrl belongs to key {content.key!r}, not {fields['key']!r}")
+            byte_size = fields.get("byte_size")
+            if byte_size is not None and byte_size != len(slot.data):
+                raise UniqueApiError(
+                    400, f"byteSize {byte_size} does not match the uploaded {len(slot.data)} bytes for {content.key!r}"
+                )
+            scope_id = fields.get("owner_id")
+            self._require_scope_if_given(scope_id)
+            metadata = metadata_as_strings(fields.get("metadata"))
+            now = self.clock()
+            content.title = fields.get("title") or content.title
+            content.mime_type = fields["mime_type"]
+            content.owner_type = fields.get("owner_type") or content.owner_type
+            if scope_id is not None:
+                content.owner_id = scope_id
+            content.url = fields.get("url")
+            content.metadata = metadata
+            content.byte_size = len(slot.data)
+            content.source_kind = fields.get("source_kind")
+            content.source_name = fields.get("source_name")
+            content.source_owner_type = fields.get("source_owner_type")
+            content.store_internally = fields.get("store_internally", True) is not False
+            content.ingestion_config = fields.get("ingestion_config")
+            content.expires_at = fields.get("expires_at")
+            content.data = slot.data
+            content.pending_upload = None
+            content.finalized_at = now
+            content.updated_at = now
+            content.ingestion_state = FINISHED
+            return content, slot
+
+    def update_content(self, content_id: str, *, owner_id: str | None, changes: Mapping[str, Any]) -> StoredContent:
+        with self.lock:
+            content = self.contents.get(content_id)
+            if content is None:
+                raise UniqueApiError(404, f"Content {content_id} not found")
+            if owner_id is not None:
+                self._require_scope_if_given(owner_id)
+                content.owner_id = owner_id
+            for name in ("url", "title", "expires_at"):
+                if name in changes:
+                    setattr(content, name, changes[name])
+            if "metadata" in changes:
+                content.metadata = metadata_as_strings(changes["metadata"])
+            content.updated_at = self.clock()
+            return content
+
+    def delete_contents(self, content_ids: Iterable[str]) -> list[StoredContent]:
+        """Delete what exists; unknown ids are silently skipped."""
+        with self.lock:
+            deleted = [self.contents.pop(cid) for cid in dict.fromkeys(content_ids) if cid in self.contents]
+            gone = {c.id for c in deleted}
+            for write_key, slot in list(self.uploads.items()):
+                if slot.content_id in gone:
+                    del self.uploads[write_key]
+                    self._uploads_by_read_url.pop(slot.read_url, None)
+            return deleted
+
+    # -- file diff -------------------------------------------------------------------------
+    def file_diff(self, partial_key: str, submitted: Mapping[str, datetime | None]) -> dict[str, list[str]]:
+        """Compare submitted relative keys (with their source times) against what is stored under the partial key."""
+        with self.lock:
+            stored: dict[str, list[StoredContent]] = {}
+            for content in self.contents.values():
+                if partial_key in content.key:
+                    stored.setdefault(content.key.rsplit("/", 1)[-1], []).append(content)
+        new: list[str] = []
+        updated: list[str] = []
+        for key, updated_at in submitted.items():
+            matches = stored.get(key)
+            if not matches:
+                new.append(key)
+            elif any(_is_stale(c, updated_at) for c in matches):
+                updated.append(key)
+        deleted = [key for key in stored if key not in submitted]
+        return {"newFiles": new, "updatedFiles": updated, "movedFiles": [], "deletedFiles": deleted}
+
+    # -- scopes ----------------------------------------------------------------------------
+    def add_scope(self, name: str, parent_id: str | None = None, external_id: str | None = None) -> StoredScope:
+        with self.lock:
+            if parent_id is not None and parent_id not in self.scopes:
+                raise UniqueApiError(404, f"Parent scope {parent_id} not found")
+            if "/" in name or not name:
+                raise UniqueApiError(400, f"Invalid scope name {name!r}")
+            if external_id is not None:
+                self._require_free_external_id(external_id, None)
+            scope = StoredScope(id=_new_id("scope"), name=name, parent_id=parent_id, external_id=external_id)
+            self.scopes[scope.id] = scope
+            return scope
+
+    def scope(self, scope_id: str) -> StoredScope:
+        with self.lock:
+            scope = self.scopes.get(scope_id)
+            if scope is None:
+                raise UniqueApiError(404, f"Scope {scope_id} not found")
+            return scope
+
+    def scope_path(self, scope_id: str) -> str:
+        with self.lock:
+            names: list[str] = []
+            current: str | None = scope_id
+            while current is not None:
+                scope = self.scope(current)
+                names.append(scope.name)
+                current = scope.parent_id
+            return "/" + "/".join(reversed(names))
+
+    def children(self, scope_id: str | None) -> list[StoredScope]:
+        with self.lock:
+            return [s for s in self.scopes.values() if s.parent_id == scope_id]
+
+    def query_scopes(self, where: Mapping[str, Any]) -> list[StoredScope]:
+        with self.lock:
+            return [s for s in self.scopes.values() if _scope_matches(s, where)]
+
+    def generate_scopes(self, paths: list[str], *, inherit_access: bool) -> list[StoredScope]:
+        """One leaf per path, in input order; missing ancestors are created on the way."""
+        with self.lock:
+            leaves: list[StoredScope] = []
+            for path in paths:
+                names = [part for part in path.split("/") if part]
+                if not names:
+                    raise UniqueApiError(400, f"Invalid scope path {path!r}")
+                parent: StoredScope | None = None
+                for name in names:
+                    parent_id = parent.id if parent else None
+                    found = next((s for s in self.children(parent_id) if s.name == name), None)
+                    if found is None:
+                        found = self.add_scope(name, parent_id)
+                        if inherit_access and parent is not None:
+                            found.accesses = list(parent.accesses)
+                    parent = found
+                assert parent is not None
+                leaves.append(parent)
+            return leaves
+
+    def change_accesses(
+        self, scope_id: str, accesses: list[ScopeAccess], *, grant: bool, apply_to_sub_scopes: bool
+    ) -> None:
+        with self.lock:
+            targets = [self.scope(scope_id)]
+            if apply_to_sub_scopes:
+                targets += [self.scopes[i] for i in self._descendant_ids(scope_id)]
+            for scope in targets:
+                for access in accesses:
+                    if grant and access not in scope.accesses:
+                        scope.accesses.append(access)
+                    elif not grant and access in scope.accesses:
+                        scope.accesses.remove(access)
+
+    def update_scope(self, scope_id: str, changes: Mapping[str, Any]) -> StoredScope:
+        with self.lock:
+            scope = self.scope(scope_id)
+            if "externalId" in changes and changes["externalId"] is not None:
+                self._require_free_external_id(changes["externalId"], scope_id)
+            new_parent: str | None = scope.parent_id
+            if changes.get("parrentScope"):
+                new_parent = ((changes["parrentScope"] or {}).get("connect") or {}).get("id")
+                if new_parent is None:
+                    raise UniqueApiError(400, "parrentScope.connect.id is required")
+                self.scope(new_parent)
+                if new_parent == scope_id or new_parent in self._descendant_ids(scope_id):
+                    raise UniqueApiError(400, "A scope cannot be moved below itself")
+            if changes.get("name"):
+                scope.name = changes["name"]
+            if "externalId" in changes:
+                scope.external_id = changes["externalId"]
+            scope.parent_id = new_parent
+            return scope
+
+    def delete_folder(self, scope_id: str, *, recursive: bool) -> list[DeletedFolder]:
+        """Non-recursive deletes only an empty folder; recursive takes the subtree and its content with it."""
+        with self.lock:
+            scope = self.scope(scope_id)
+            path = self.scope_path(scope_id)
+            if not recursive:
+                has_content = any(c.owner_id == scope_id for c in self.contents.values())
+                if has_content or self.children(scope_id):
+                    return [DeletedFolder(scope.id, scope.name, path, NON_EMPTY_FOLDER)]
+                del self.scopes[scope_id]
+                return [DeletedFolder(scope.id, scope.name, path)]
+            doomed = [*self._descendant_ids(scope_id), scope_id]
+            results: list[DeletedFolder] = []
+            for sid in doomed:  # deepest first, so every reported path still resolves
+                doomed_scope = self.scopes[sid]
+                results.append(DeletedFolder(sid, doomed_scope.name, self.scope_path(sid)))
+            self.delete_contents([c.id for c in self.contents.values() if c.owner_id in set(doomed)])
+            for sid in doomed:
+                del self.scopes[sid]
+            return results
+
+    # -- internals -------------------------------------------------------------------------
+    def _descendant_ids(self, scope_id: str) -> list[str]:
+        """Deepest first."""
+        out: list[str] = []
+        for child in self.children(scope_id):
+            out += self._descendant_ids(child.id)
+            out.append(child.id)
+        return out
+
+    def _require_scope_if_given(self, scope_id: str | None) -> None:
+        if scope_id is not None and scope_id not in self.scopes:
+            raise UniqueApiError(404, f"Scope {scope_id} not found")
+
+    def _require_free_external_id(self, external_id: str, scope_id: str | None) -> None:
+        holder = next((s for s in self.scopes.values() if s.external_id == external_id and s.id != scope_id), None)
+        if holder is not None:
+            raise UniqueApiError(400, f"externalId {external_id!r} is already used by another scope")
+
+
+def _is_stale(content: StoredContent, submitted_at: datetime | None) -> bool:
+    if content.finalized_at is None:
+        return True
+    return submitted_at is not None and submitted_at > content.finalized_at
+
+
+def _string_filter_matches(value: str | None, flt: Mapping[str, Any] | None) -> bool:
+    if not flt:
+        return True
+    if "equals" in flt and value != flt["equals"]:
+        return False
+    if flt.get("not") is not None and value == flt["not"]:
+        return False
+    if flt.get("in") is not None and value not in flt["in"]:
+        return False
+    if flt.get("notIn") is not None and value in flt["notIn"]:
+        return False
+    for op, test in (("startsWith", str.startswith), ("endsWith", str.endswith), ("contains", str.__contains__)):
+        if flt.get(op) is not None and (value is None or not test(value, flt[op])):
+            return False
+    return True
+
+
+def _metadata_matches(metadata: dict[str, str] | None, flt: Mapping[str, Any] | None) -> bool:
+    if not flt:
+        return True
+    current: Any = metadata or {}
+    for step in flt.get("path") or []:
+        if isinstance(current, str):
+            try:
+                current = json.loads(current)
+            except ValueError:
+                return False
+        if not isinstance(current, Mapping) or step not in current:
+            return False
+        current = current[step]
+    if "equals" in flt:
+        expected = flt["equals"]
+        if isinstance(current, str) and not isinstance(expected, str):
+            expected = json.dumps(expected, separators=(",", ":"), ensure_ascii=False)
+        return current == expected
+    return True
+
+
+def _content_matches(content: StoredContent, where: Mapping[str, Any]) -> bool:
+    return (
+        _string_filter_matches(content.id, where.get("id"))
+        and _string_filter_matches(content.key, where.get("key"))
+        and _string_filter_matches(content.owner_id, where.get("ownerId"))
+        and _string_filter_matches(content.owner_type, where.get("ownerType"))
+        and _string_filter_matches(content.title, where.get("title"))
+        and _metadata_matches(content.metadata, where.get("metadata"))
+    )
+
+
+def _scope_matches(scope: StoredScope, where: Mapping[str, Any]) -> bool:
+    return (
+        _string_filter_matches(scope.id, where.get("id"))
+        and _string_filter_matches(scope.name, where.get("name"))
+        and _string_filter_matches(scope.parent_id, where.get("parentId"))
+        and _string_filter_matches(scope.external_id, where.get("externalId"))
+    )

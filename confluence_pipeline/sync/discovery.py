@@ -1,0 +1,91 @@
+"""Find every page to sync: labelled pages, then the descendants of `INGEST_ALL_LABEL` pages."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+
+from confluence_pipeline.clients.confluence import ConfluenceClient
+from confluence_pipeline.domain.cql import ANCESTOR_BATCH, batched, descendants_cql, discovery_cql
+from confluence_pipeline.domain.models import PageRef, Platform
+
+log = logging.getLogger(__name__)
+
+
+def syncable_space_types(platform: Platform) -> frozenset[str]:
+    return frozenset({"global", "collaboration"}) if platform is Platform.CLOUD else frozenset({"global"})
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """Discovered pages (deduplicated, sorted by id) and how they were found."""
+
+    pages: tuple[PageRef, ...]
+    labelled: int
+    descendants: int
+    roots: tuple[str, ...]
+    skipped: int  # results outside syncable spaces or outside the run's space restriction
+
+    @property
+    def space_keys(self) -> list[str]:
+        return sorted({page.space.key for page in self.pages})
+
+
+def _admit(page: PageRef, space_types: Collection[str], only_spaces: Collection[str]) -> bool:
+    if page.space.type not in space_types:
+        return False
+    return not only_spaces or page.space.key in only_spaces
+
+
+def discover_labelled(
+    client: ConfluenceClient, single_label: str, all_label: str, *, only_spaces: Collection[str] = ()
+) -> tuple[dict[str, PageRef], list[str], int]:
+    """Labelled pages by id, the ids of `all_label` roots among them, and how many were skipped."""
+    space_types = syncable_space_types(client.platform)
+    pages: dict[str, PageRef] = {}
+    roots: list[str] = []
+    skipped = 0
+    for batch in client.search_pages(discovery_cql(single_label, all_label, client.platform)):
+        for page in batch:
+            if not _admit(page, space_types, only_spaces):
+                skipped += 1
+                continue
+            if page.id in pages:
+                continue
+            pages[page.id] = page
+            if all_label in page.labels:
+                roots.append(page.id)
+    return pages, roots, skipped
+
+
+def expand_descendants(
+    client: ConfluenceClient, roots: Iterable[str], known: dict[str, PageRef], *, only_spaces: Collection[str] = ()
+) -> tuple[dict[str, PageRef], int]:
+    """Add every descendant of `roots` (any depth) to a copy of `known`; returns it and the count added."""
+    space_types = syncable_space_types(client.platform)
+    pages = dict(known)
+    added = 0
+    for chunk in batched(sorted(set(roots), key=_numeric), ANCESTOR_BATCH):
+        for batch in client.search_pages(descendants_cql(chunk)):
+            for page in batch:
+                if page.id in pages or not _admit(page, space_types, only_spaces):
+                    continue
+                pages[page.id] = page
+                added += 1
+    return pages, added
+
+
+def discover(
+    client: ConfluenceClient, single_label: str, all_label: str, *, only_spaces: Collection[str] = ()
+) -> Discovery:
+    labelled, roots, skipped = discover_labelled(client, single_label, all_label, only_spaces=only_spaces)
+    log.info("Discovery: %d labelled pages, %d of them %s roots", len(labelled), len(roots), all_label)
+    everything, added = expand_descendants(client, roots, labelled, only_spaces=only_spaces)
+    log.info("Expansion: %d descendants added, %d pages in total", added, len(everything))
+    ordered = tuple(sorted(everything.values(), key=lambda p: _numeric(p.id)))
+    return Discovery(pages=ordered, labelled=len(labelled), descendants=added, roots=tuple(roots), skipped=skipped)
+
+
+def _numeric(page_id: str) -> tuple[int, str]:
+    return (int(page_id), page_id) if page_id.isdigit() else (1 << 62, page_id)

@@ -1,0 +1,497 @@
+"""The Unique emulator's HTTP side: Zitadel tokens, both auth modes, uploads, file-diff, faults and the CLI."""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from confluence_pipeline.sandbox.http import Fault
+from confluence_pipeline.sandbox.unique import UniqueEmulator
+
+PROJECT_SCOPE = (
+    "openid profile email urn:zitadel:iam:user:resourceowner urn:zitadel:iam:org:projects:roles "
+    "urn:zitadel:iam:org:project:id:123456:aud"
+)
+CLUSTER_HEADERS = {"x-service-id": "confluence-connector", "x-company-id": "company-1", "x-user-id": "service-user-1"}
+CONTENT_UPSERT = """mutation ContentUpsert($input: ContentCreateInput!, $fileUrl: String, $chatId: String,
+  $scopeId: String, $sourceOwnerType: String, $sourceName: String, $sourceKind: String,
+  $storeInternally: Boolean, $baseUrl: String) {
+  contentUpsert(input: $input, fileUrl: $fileUrl, chatId: $chatId, scopeId: $scopeId,
+    sourceOwnerType: $sourceOwnerType, sourceName: $sourceName, sourceKind: $sourceKind,
+    storeInternally: $storeInternally, baseUrl: $baseUrl) {
+    id key title byteSize mimeType ownerType ownerId writeUrl readUrl createdAt
+    internallyStoredAt source { kind name }
+  }
+}"""
+PING = {"query": "{ __typename }"}
+PARTIAL_KEY = "acme/98307_ENG"
+ROOT = Path(__file__).resolve().parents[2]
+HTTP = httpx.Client(timeout=10)  # one shared client: building an SSL context per call would cost ~25 ms each
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_http() -> Iterator[None]:
+    yield
+    HTTP.close()
+
+
+@pytest.fixture
+def emu() -> Iterator[UniqueEmulator]:
+    with UniqueEmulator() as emulator:
+        yield emulator
+
+
+def basic(client_id: str, secret: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()}
+
+
+def request_token(emu: UniqueEmulator, *, scope: str = PROJECT_SCOPE, **kwargs: Any) -> httpx.Response:
+    form = {"scope": scope, "grant_type": "client_credentials", **kwargs.pop("form", {})}
+    return HTTP.post(emu.token_url, data=form, **kwargs)
+
+
+def bearer(emu: UniqueEmulator) -> dict[str, str]:
+    response = request_token(emu, headers=basic("connector", "zitadel-secret"))
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def register(emu: UniqueEmulator, headers: dict[str, str], key: str = f"{PARTIAL_KEY}/1") -> dict[str, Any]:
+    scope = next(iter(emu.store.scopes.values()), None) or emu.store.add_scope("ENG")
+    variables = {
+        "input": {"key": key, "title": "T", "mimeType": "text/html", "ownerType": "SCOPE"},
+        "scopeId": scope.id,
+        "sourceKind": "ATLASSIAN_CONFLUENCE_CLOUD",
+        "sourceName": "https://acme.atlassian.net",
+    }
+    response = HTTP.post(emu.graphql_url, json={"query": CONTENT_UPSERT, "variables": variables}, headers=headers)
+    body = response.json()
+    assert "errors" not in body, body
+    return {"variables": variables, **body["data"]["contentUpsert"]}
+
+
+def finalize(emu: UniqueEmulator, headers: dict[str, str], registered: dict[str, Any]) -> dict[str, Any]:
+    variables = {**registered["variables"], "fileUrl": registered["readUrl"]}
+    return HTTP.post(emu.graphql_url, json={"query": CONTENT_UPSERT, "variables": variables}, headers=headers).json()
+
+
+# -- Zitadel token --------------------------------------------------------------------------
+def test_token_with_basic_credentials(emu: UniqueEmulator) -> None:
+    response = request_token(emu, headers=basic("connector", "zitadel-secret"))
+    assert response.status_code == 200
+    body = response.json()
+    assert body["token_type"] == "Bearer"
+    assert body["expires_in"] == 3600
+    assert isinstance(body["access_token"], str) and len(body["access_token"]) > 20
+    assert emu.tokens_issued == 1
+    assert HTTP.post(emu.graphql_url, json=PING, headers={"Authorization": f"Bearer {body['access_token']}"}).is_success
+
+
+def test_token_with_form_credentials(emu: UniqueEmulator) -> None:
+    emu.token_ttl = 120
+    response = request_token(emu, form={"client_id": "connector", "client_secret": "zitadel-secret"})
+    assert response.status_code == 200
+    assert response.json()["expires_in"] == 120
+    second = request_token(emu, form={"client_id": "connector", "client_secret": "zitadel-secret"})
+    assert second.json()["access_token"] != response.json()["access_token"]
+    assert emu.tokens_issued == 2
+
+
+@pytest.mark.parametrize(
+    ("headers", "form"),
+    [
+        (basic("connector", "wrong"), {}),
+        (basic("someone-else", "zitadel-secret"), {}),
+        ({}, {"client_id": "connector", "client_secret": "wrong"}),
+        ({}, {}),
+        ({"Authorization": "Basic !!!not-base64"}, {}),
+    ],
+)
+def test_wrong_credentials_are_invalid_client(
+    emu: UniqueEmulator, headers: dict[str, str], form: dict[str, str]
+) -> None:
+    response = request_token(emu, headers=headers, form=form)
+    assert response.status_code == 401
+    assert response.json() == {"error": "invalid_client"}
+    assert emu.tokens_issued == 0
+
+
+@pytest.mark.parametrize(
+    "scope",
+    [
+        "openid profile email",
+        PROJECT_SCOPE.replace("123456", "999999"),
+        "",
+    ],
+)
+def test_missing_project_audience_is_rejected(emu: UniqueEmulator, scope: str) -> None:
+    response = request_token(emu, scope=scope, headers=basic("connector", "zitadel-secret"))
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_scope"
+    assert emu.tokens_issued == 0
+
+
+def test_wrong_grant_type_is_rejected(emu: UniqueEmulator) -> None:
+    response = request_token(emu, form={"grant_type": "password"}, headers=basic("connector", "zitadel-secret"))
+    assert response.status_code == 400
+    assert response.json() == {"error": "unsupported_grant_type"}
+
+
+def test_token_call_extra_headers_are_recorded_and_credentials_redacted(emu: UniqueEmulator) -> None:
+    headers = {**basic("connector", "zitadel-secret"), "x-zitadel-instance-host": "id.example"}
+    request_token(emu, headers=headers)
+    (recorded,) = emu.requests_to("/oauth/v2/token", "POST")
+    assert recorded.headers["x-zitadel-instance-host"] == "id.example"
+    assert recorded.headers["authorization"] == "<redacted>"
+    assert b"urn%3Azitadel%3Aiam%3Aorg%3Aproject%3Aid%3A123456%3Aaud" in recorded.body
+
+
+def test_token_expires_after_its_ttl(emu: UniqueEmulator) -> None:
+    now = [1000.0]
+    emu.clock = lambda: now[0]
+    emu.token_ttl = 60
+    headers = bearer(emu)
+    now[0] += 59
+    assert HTTP.post(emu.graphql_url, json=PING, headers=headers).status_code == 200
+    now[0] += 1
+    expired = HTTP.post(emu.graphql_url, json=PING, headers=headers)
+    assert expired.status_code == 401
+    assert expired.json()["statusCode"] == 401
+    assert HTTP.post(emu.graphql_url, json=PING, headers=bearer(emu)).status_code == 200
+
+
+def test_expire_tokens_revokes_every_issued_token(emu: UniqueEmulator) -> None:
+    headers = bearer(emu)
+    emu.expire_tokens()
+    assert HTTP.post(emu.graphql_url, json=PING, headers=headers).status_code == 401
+
+
+# -- auth modes -----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("mode", "credentials", "status"),
+    [
+        ("external", "bearer", 200),
+        ("external", "headers", 401),
+        ("external", "none", 401),
+        ("external", "garbage-bearer", 401),
+        ("cluster_local", "headers", 200),
+        ("cluster_local", "bearer", 401),
+        ("cluster_local", "none", 401),
+        ("cluster_local", "wrong-company", 401),
+        ("cluster_local", "missing-user", 401),
+        ("any", "bearer", 200),
+        ("any", "headers", 200),
+        ("any", "none", 401),
+        ("any", "garbage-bearer", 401),
+    ],
+)
+@pytest.mark.parametrize("route", ["graphql", "file-diff", "scoped-upload"])
+def test_auth_modes(emu: UniqueEmulator, mode: str, credentials: str, status: int, route: str) -> None:
+    slot = register(emu, CLUSTER_HEADERS)
+    emu.auth_mode = mode
+    headers = {
+        "bearer": bearer(emu),
+        "headers": CLUSTER_HEADERS,
+        "none": {},
+        "garbage-bearer": {"Authorization": "Bearer not-a-token"},
+        "wrong-company": {**CLUSTER_HEADERS, "x-company-id": "company-2"},
+        "missing-user": {"x-company-id": "company-1"},
+    }[credentials]
+    if route == "graphql":
+        response = HTTP.post(emu.graphql_url, json=PING, headers=headers)
+    elif route == "file-diff":
+        body = {"partialKey": PARTIAL_KEY, "sourceKind": "K", "sourceName": "N", "fileList": []}
+        response = HTTP.post(emu.file_diff_url, json=body, headers=headers)
+    else:
+        key = httpx.URL(slot["writeUrl"]).params["key"]
+        response = HTTP.put(f"{emu.url}/ingestion/scoped/upload", params={"key": key}, content=b"x", headers=headers)
+    assert (response.status_code // 100 * 100 if response.is_success else response.status_code) == status
+
+
+def test_auth_mode_rejects_unknown_values(emu: UniqueEmulator) -> None:
+    with pytest.raises(ValueError, match="auth_mode"):
+        emu.auth_mode = "token"
+
+
+# -- uploads --------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Content-Type": "text/html", "x-ms-blob-type": "BlockBlob"},
+        {"X-Ms-Blob-Content-Type": "text/html", "X-Ms-Blob-Type": "BlockBlob"},
+    ],
+)
+def test_blob_put_accepts_both_header_forms_without_auth(emu: UniqueEmulator, headers: dict[str, str]) -> None:
+    emu.auth_mode = "external"
+    registered = register(emu, bearer(emu))
+    assert registered["writeUrl"].startswith(f"{emu.url}/blob/upload?key=")
+    response = HTTP.put(registered["writeUrl"], content=b"<p>body</p>", headers=headers)
+    assert response.status_code == 201
+    stored = emu.store.contents[registered["id"]]
+    assert stored.pending_upload == b"<p>body</p>"
+    assert stored.data is None
+    assert emu.store.uploads[httpx.URL(registered["writeUrl"]).params["key"]].content_type == "text/html"
+
+
+def test_blob_put_ignores_auth_headers(emu: UniqueEmulator) -> None:
+    emu.auth_mode = "external"
+    registered = register(emu, bearer(emu))
+    headers = {"x-ms-blob-type": "BlockBlob", "Authorization": "Bearer expired-or-bogus", "x-company-id": "other"}
+    assert HTTP.put(registered["writeUrl"], content=b"x", headers=headers).status_code == 201
+
+
+def test_blob_put_needs_block_blob_type_and_a_known_key(emu: UniqueEmulator) -> None:
+    registered = register(emu, CLUSTER_HEADERS)
+    missing_type = HTTP.put(registered["writeUrl"], content=b"x", headers={"Content-Type": "text/html"})
+    assert missing_type.status_code == 400
+    assert missing_type.headers["x-ms-error-code"] == "MissingRequiredHeader"
+    unknown = HTTP.put(f"{emu.url}/blob/upload?key=nope", content=b"x", headers={"x-ms-blob-type": "BlockBlob"})
+    assert unknown.status_code == 404
+    assert emu.store.contents[registered["id"]].pending_upload is None
+
+
+def test_blob_put_refuses_chunked_bodies(emu: UniqueEmulator) -> None:
+    registered = register(emu, CLUSTER_HEADERS)
+    with httpx.Client() as client:
+        response = client.put(
+            registered["writeUrl"], content=iter([b"<p>", b"x</p>"]), headers={"x-ms-blob-type": "BlockBlob"}
+        )
+        assert response.status_code == 411
+        assert client.post(emu.graphql_url, json=PING, headers=CLUSTER_HEADERS).status_code == 200
+
+
+def test_scoped_upload_then_finalize(emu: UniqueEmulator) -> None:
+    emu.auth_mode = "cluster_local"
+    registered = register(emu, CLUSTER_HEADERS)
+    key = httpx.URL(registered["writeUrl"]).params["key"]
+    with httpx.Client(headers=CLUSTER_HEADERS) as client:
+        response = client.put(
+            f"{emu.url}/ingestion/scoped/upload",
+            params={"key": key},
+            content=iter([b"<p>streamed ", b"page</p>"]),  # chunked: the scoped route accepts streams
+            headers={"Content-Type": "text/html", "x-ms-blob-type": "BlockBlob"},
+        )
+        assert response.status_code == 201
+        assert client.post(emu.graphql_url, json=PING).status_code == 200  # connection survived the stream
+    body = finalize(emu, CLUSTER_HEADERS, registered)
+    assert "errors" not in body, body
+    assert emu.store.contents[registered["id"]].data == b"<p>streamed page</p>"
+
+
+def test_scoped_upload_auth_can_be_waived(emu: UniqueEmulator) -> None:
+    registered = register(emu, CLUSTER_HEADERS)
+    key = httpx.URL(registered["writeUrl"]).params["key"]
+    url = f"{emu.url}/ingestion/scoped/upload?key={key}"
+    assert HTTP.put(url, content=b"x").status_code == 401
+    emu.scoped_upload_requires_auth = False
+    assert HTTP.put(url, content=b"x").status_code == 201
+
+
+def test_finalize_without_upload_is_an_error_in_contract_shape(emu: UniqueEmulator) -> None:
+    registered = register(emu, CLUSTER_HEADERS)
+    body = finalize(emu, CLUSTER_HEADERS, registered)
+    assert body["data"] is None
+    (error,) = body["errors"]
+    assert error["path"] == ["contentUpsert"]
+    assert error["extensions"]["code"] == "BAD_REQUEST"
+    assert error["extensions"]["response"]["statusCode"] == 400
+
+
+def test_write_url_follows_the_host_the_client_used(emu: UniqueEmulator) -> None:
+    registered = register(emu, {**CLUSTER_HEADERS, "Host": f"unique.internal:{emu.port}"})
+    assert registered["writeUrl"].startswith(f"http://unique.internal:{emu.port}/blob/upload?key=")
+
+
+# -- file diff ------------------------------------------------------------------------------
+def diff(emu: UniqueEmulator, files: list[dict[str, str]], partial_key: str = PARTIAL_KEY) -> dict[str, list[str]]:
+    body = {
+        "partialKey": partial_key,
+        "sourceKind": "ATLASSIAN_CONFLUENCE_CLOUD",
+        "sourceName": "https://acme.atlassian.net",
+        "fileList": files,
+    }
+    response = HTTP.post(emu.file_diff_url, json=body, headers=CLUSTER_HEADERS)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def item(key: str, updated_at: str) -> dict[str, str]:
+    return {"key": key, "url": f"https://acme.atlassian.net/wiki/{key}", "updatedAt": updated_at}
+
+
+def test_file_diff_new_updated_deleted(emu: UniqueEmulator) -> None:
+    scope = emu.store.add_scope("ENG")
+    finalized = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
+    for page in ("100", "101", "102", "103::att1"):
+        emu.store.seed_content(f"{PARTIAL_KEY}/{page}", owner_id=scope.id, finalized_at=finalized)
+    emu.store.seed_content(f"{PARTIAL_KEY}/104", owner_id=scope.id, finalized_at=finalized).finalized_at = None
+    emu.store.seed_content("acme/555_OPS/100", owner_id=scope.id)  # another space is out of sight
+
+    result = diff(
+        emu,
+        [
+            item("100", "2026-05-01T10:00:00.000Z"),  # same instant: unchanged
+            item("101", "2026-05-01T10:00:00.001Z"),  # newer: updated
+            item("103::att1", ""),  # no time: unchanged
+            item("104", "2020-01-01T00:00:00Z"),  # never finalized: updated even though older
+            item("200", "2026-05-02T00:00:00+02:00"),  # new
+        ],
+    )
+    assert result == {"newFiles": ["200"], "updatedFiles": ["101", "104"], "movedFiles": [], "deletedFiles": ["102"]}
+
+
+def test_file_diff_older_submission_is_unchanged(emu: UniqueEmulator) -> None:
+    scope = emu.store.add_scope("ENG")
+    emu.store.seed_content(f"{PARTIAL_KEY}/1", owner_id=scope.id, finalized_at=datetime(2026, 5, 1, tzinfo=UTC))
+    assert diff(emu, [item("1", "2026-04-30T23:59:59+00:00")])["updatedFiles"] == []
+    assert diff(emu, [item("1", "2026-05-01T02:00:01+02:00")])["updatedFiles"] == ["1"]  # compared as instants
+
+
+def test_file_diff_registered_only_content_counts_as_updated(emu: UniqueEmulator) -> None:
+    registered = register(emu, CLUSTER_HEADERS, key=f"{PARTIAL_KEY}/7")
+    assert diff(emu, [item("7", "2000-01-01T00:00:00Z")])["updatedFiles"] == ["7"]
+    HTTP.put(registered["writeUrl"], content=b"x", headers={"x-ms-blob-type": "BlockBlob"})
+    assert "errors" not in finalize(emu, CLUSTER_HEADERS, registered)
+    assert diff(emu, [item("7", "2000-01-01T00:00:00Z")]) == {
+        "newFiles": [],
+        "updatedFiles": [],
+        "movedFiles": [],
+        "deletedFiles": [],
+    }
+
+
+def test_file_diff_matches_by_contains_and_last_segment(emu: UniqueEmulator) -> None:
+    scope = emu.store.add_scope("ENG")
+    emu.store.seed_content("acme/98307_ENG/1", owner_id=scope.id)
+    emu.store.seed_content("legacy/98307_ENG/2", owner_id=scope.id)
+    emu.store.seed_content("98307_ENG/3", owner_id=scope.id)
+    emu.store.seed_content("acme/198307_ENG/4", owner_id=scope.id)  # another space whose key merely contains it
+    emu.store.seed_content("acme/12_OPS/5", owner_id=scope.id)
+    emu.store.seed_content("acme/98307_ENG/sub/6", owner_id=scope.id)  # only the last segment is compared
+
+    result = diff(emu, [item("1", ""), item("6", ""), item("9", "")], partial_key="98307_ENG")
+    assert result["newFiles"] == ["9"]
+    assert sorted(result["deletedFiles"]) == ["2", "3", "4"]
+    assert result["updatedFiles"] == []
+
+    narrower = diff(emu, [item("1", "")], partial_key="acme/98307_ENG")
+    assert narrower == {"newFiles": [], "updatedFiles": [], "movedFiles": [], "deletedFiles": ["6"]}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"sourceKind": "K", "sourceName": "N", "fileList": []},
+        {"partialKey": "", "sourceKind": "K", "sourceName": "N", "fileList": []},
+        {"partialKey": PARTIAL_KEY, "sourceName": "N", "fileList": []},
+        {"partialKey": PARTIAL_KEY, "sourceKind": "K", "fileList": []},
+        {"partialKey": PARTIAL_KEY, "sourceKind": "K", "sourceName": "N"},
+        {"partialKey": PARTIAL_KEY, "sourceKind": "K", "sourceName": "N", "fileList": [{"key": "1", "url": "u"}]},
+        {"partialKey": PARTIAL_KEY, "sourceKind": "K", "sourceName": "N", "fileList": [{"url": "u", "updatedAt": ""}]},
+        {"partialKey": PARTIAL_KEY, "sourceKind": "K", "sourceName": "N", "fileList": [item("a/b", "")]},
+        {"partialKey": PARTIAL_KEY, "sourceKind": "K", "sourceName": "N", "fileList": [item("1", "yesterday")]},
+        {"partialKey": PARTIAL_KEY, "sourceKind": "K", "sourceName": "N", "fileList": [{"key": "1", "updatedAt": ""}]},
+        [],
+    ],
+)
+def test_file_diff_rejects_malformed_bodies(emu: UniqueEmulator, body: Any) -> None:
+    response = HTTP.post(emu.file_diff_url, json=body, headers=CLUSTER_HEADERS)
+    assert response.status_code == 400
+    assert response.json()["statusCode"] == 400
+
+
+def test_file_diff_rejects_non_json(emu: UniqueEmulator) -> None:
+    response = HTTP.post(emu.file_diff_url, content=b"nope", headers=CLUSTER_HEADERS)
+    assert response.status_code == 400
+
+
+# -- faults ---------------------------------------------------------------------------------
+def test_fault_429_with_retry_after_then_recovers(emu: UniqueEmulator) -> None:
+    emu.faults.add(r"/file-diff$", Fault(429, {"Retry-After": "3"}, b'{"statusCode":429}'))
+    body = {"partialKey": PARTIAL_KEY, "sourceKind": "K", "sourceName": "N", "fileList": []}
+    first = HTTP.post(emu.file_diff_url, json=body, headers=CLUSTER_HEADERS)
+    assert (first.status_code, first.headers["retry-after"]) == (429, "3")
+    assert HTTP.post(emu.file_diff_url, json=body, headers=CLUSTER_HEADERS).status_code == 200
+    assert len(emu.requests_to(r"/file-diff$")) == 2
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_fault_server_errors_on_graphql(emu: UniqueEmulator, status: int) -> None:
+    emu.faults.add(r"/ingestion/graphql$", Fault(status), times=2)
+    assert HTTP.post(emu.graphql_url, json=PING, headers=CLUSTER_HEADERS).status_code == status
+    assert HTTP.post(emu.graphql_url, json=PING, headers=CLUSTER_HEADERS).status_code == status
+    assert HTTP.post(emu.graphql_url, json=PING, headers=CLUSTER_HEADERS).status_code == 200
+    assert emu.operations == {"__typename": 1}  # faulted calls never reached the schema
+
+
+def test_fault_delay_outlasts_a_short_client_timeout(emu: UniqueEmulator) -> None:
+    emu.faults.add(r"/oauth/v2/token$", Fault(delay=0.5))
+    with pytest.raises(httpx.ReadTimeout):
+        request_token(emu, headers=basic("connector", "zitadel-secret"), timeout=0.1)
+    assert request_token(emu, headers=basic("connector", "zitadel-secret")).status_code == 200
+
+
+def test_fault_dropped_connection_on_blob_upload(emu: UniqueEmulator) -> None:
+    registered = register(emu, CLUSTER_HEADERS)
+    emu.faults.add(r"^/blob/upload$", Fault(drop=True), method="PUT")
+    with pytest.raises(httpx.TransportError):
+        HTTP.put(registered["writeUrl"], content=b"x", headers={"x-ms-blob-type": "BlockBlob"})
+    assert emu.store.contents[registered["id"]].pending_upload is None
+    assert HTTP.put(registered["writeUrl"], content=b"x", headers={"x-ms-blob-type": "BlockBlob"}).status_code == 201
+
+
+# -- routing and CLI ------------------------------------------------------------------------
+def test_unknown_routes_and_methods(emu: UniqueEmulator) -> None:
+    assert HTTP.get(emu.graphql_url, headers=CLUSTER_HEADERS).status_code == 405
+    assert HTTP.post(f"{emu.url}/ingestion/v1/content/file-diff", headers=CLUSTER_HEADERS).status_code == 404
+    assert HTTP.get(emu.url).json()["graphql_url"] == emu.graphql_url
+
+
+def test_urls(emu: UniqueEmulator) -> None:
+    assert emu.url == f"http://127.0.0.1:{emu.port}"
+    assert emu.token_url == f"{emu.url}/oauth/v2/token"
+    assert emu.graphql_url == f"{emu.url}/ingestion/graphql"
+    assert emu.ingestion_url == f"{emu.url}/ingestion/v1/content"
+    assert emu.file_diff_url == f"{emu.url}/ingestion/v2/content/file-diff"
+
+
+def test_cli_serves_until_interrupted() -> None:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "confluence_pipeline.sandbox.unique", "--port", "0", "--scope", "/Company/KB"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None
+        lines: dict[str, str] = {}
+        for line in process.stdout:
+            if "=" in line:
+                name, _, value = line.strip().rpartition(" ")[2].partition("=")
+                lines[name] = value
+            if "UNIQUE_SCOPE_ID" in lines:
+                break
+        graphql_url = lines["UNIQUE_INGESTION_URL_GRAPHQL"]
+        assert graphql_url.endswith("/ingestion/graphql")
+        assert lines["UNIQUE_INGESTION_URL"].endswith("/ingestion/v1/content")
+        assert "zitadel-secret" not in "".join(lines.values())
+        query = {"query": '{ paginatedScope(where: {name: {equals: "KB"}}) { nodes { id } } }'}
+        body = HTTP.post(graphql_url, json=query, headers=CLUSTER_HEADERS).json()
+        assert body["data"]["paginatedScope"]["nodes"] == [{"id": lines["UNIQUE_SCOPE_ID"]}]
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=10)
+    assert process.returncode == 0
