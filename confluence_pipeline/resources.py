@@ -122,9 +122,7 @@ class SyncOptionsResource(_EnvResource):
     debug_log_file: str | None = _plain("DEBUG_LOG_FILE")
 
 
-def load_run_settings(
-    confluence: ConfluenceResource, unique: UniqueResource, options: SyncOptionsResource
-) -> Settings:
+def load_run_settings(confluence: ConfluenceResource, unique: UniqueResource, options: SyncOptionsResource) -> Settings:
     """Validate all three resources together (raises ConfigurationError naming every bad variable)."""
     return load_settings({**confluence.raw_env(), **unique.raw_env(), **options.raw_env()})
 

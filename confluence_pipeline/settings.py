@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -188,7 +187,9 @@ class _Reader:
         try:
             parsed = json.loads(value)
         except json.JSONDecodeError as exc:
-            self.bad(name, f"is not valid JSON ({exc.msg} at position {exc.pos}); expected an object like {{\"x-h\": \"v\"}}")
+            self.bad(
+                name, f'is not valid JSON ({exc.msg} at position {exc.pos}); expected an object like {{"x-h": "v"}}'
+            )
             return {}
         if not isinstance(parsed, dict) or not all(
             isinstance(k, str) and isinstance(v, str) and k for k, v in parsed.items()
@@ -225,12 +226,11 @@ def load_settings(env: Mapping[str, str | None]) -> Settings:
     cloud_user, cloud_token = r.raw("CONFLUENCE_CLOUD_USER"), r.raw("CONFLUENCE_CLOUD_TOKEN")
     cloud_id = r.raw("CONFLUENCE_CLOUD_ID")
     cloud_api_url = r.url("CONFLUENCE_CLOUD_API_URL", required=False, default=DEFAULT_CLOUD_API_URL)
-    if platform is Platform.ONPREM and not pat:
-        if not (username and password):
-            missing = [n for n, v in (("CONFLUENCE_USERNAME", username), ("CONFLUENCE_PASSWORD", password)) if not v]
-            reason = "ONPREM needs CONFLUENCE_PAT or both CONFLUENCE_USERNAME and CONFLUENCE_PASSWORD"
-            for name in ["CONFLUENCE_PAT", *missing]:
-                r.bad(name, reason)
+    if platform is Platform.ONPREM and not pat and not (username and password):
+        missing = [n for n, v in (("CONFLUENCE_USERNAME", username), ("CONFLUENCE_PASSWORD", password)) if not v]
+        reason = "ONPREM needs CONFLUENCE_PAT or both CONFLUENCE_USERNAME and CONFLUENCE_PASSWORD"
+        for name in ["CONFLUENCE_PAT", *missing]:
+            r.bad(name, reason)
     if platform is Platform.CLOUD:
         for name, value in (("CONFLUENCE_CLOUD_USER", cloud_user), ("CONFLUENCE_CLOUD_TOKEN", cloud_token)):
             if not value:
@@ -320,7 +320,3 @@ def load_settings(env: Mapping[str, str | None]) -> Settings:
     )
     return Settings(confluence=confluence, unique=unique, sync=sync)
 
-
-def per_second_burst(per_minute: int) -> int:
-    """Tokens one second holds (SPEC: the bucket holds at most one second's worth)."""
-    return max(1, math.ceil(per_minute / 60))

@@ -13,7 +13,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from confluence_pipeline.clients.errors import RemoteHttpError, RemoteNotFound, UnexpectedResponse
-from confluence_pipeline.clients.transport import HttpApi
+from confluence_pipeline.clients.transport import HttpApi, RetryPolicy
 from confluence_pipeline.domain.cql import BODY_BATCH, ids_cql
 from confluence_pipeline.domain.models import PageBody, PageRef, Platform, SpaceRef
 from confluence_pipeline.domain.timefmt import to_utc_iso
@@ -26,6 +26,7 @@ BODY_EXPAND = ("body.storage", "space", "version", "metadata.labels")
 DISCOVERY_PAGE_SIZE = 200  # DC caps expanded searches at 200; larger requests are silently cut
 SYNCABLE_TYPES = frozenset({"page", "blogpost"})
 _SHRINKABLE_STATUSES = frozenset({500, 502, 503, 504})
+_SEARCH_RETRY_STATUSES = frozenset({429, 502, 503, 504})
 _LIMIT_PARAM = re.compile(r"([?&]limit=)\d+")
 
 
@@ -122,7 +123,10 @@ class ConfluenceClient(ABC):
 
     # -- shared ---------------------------------------------------------------------------------
     def _get_search(self, url: str, params: dict[str, Any] | None) -> SearchPage:
-        payload = self.api.json("GET", url, route="GET content/search", params=params)
+        # A 500 on a search is answered by shrinking the page (below), not by repeating it as is.
+        payload = self.api.json(
+            "GET", url, route="GET content/search", params=params, retry_statuses=_SEARCH_RETRY_STATUSES
+        )
         return _parse_search_page(payload, url)
 
     def _get_search_shrinking(
@@ -137,7 +141,9 @@ class ConfluenceClient(ABC):
                 if exc.status not in _SHRINKABLE_STATUSES or limit <= 1:
                     raise
                 smaller = max(1, limit // 2)
-                log.warning("Confluence answered %s to a page of %d results; retrying with %d", exc.status, limit, smaller)
+                log.warning(
+                    "Confluence answered %s to a page of %d results; retrying with %d", exc.status, limit, smaller
+                )
                 limit = smaller
 
     def search(
@@ -190,14 +196,20 @@ class ConfluenceClient(ABC):
             content = _Content(**item)
         except ValidationError as exc:
             raise UnexpectedResponse(
-                system="confluence", method="GET", route="GET content/search", status=200,
+                system="confluence",
+                method="GET",
+                route="GET content/search",
+                status=200,
                 detail=f"a search result is missing fields: {_short_errors(exc)}",
             ) from exc
         if content.type not in SYNCABLE_TYPES or content.status != "current":
             return None
         if content.space is None or content.version is None:
             raise UnexpectedResponse(
-                system="confluence", method="GET", route="GET content/search", status=200,
+                system="confluence",
+                method="GET",
+                route="GET content/search",
+                status=200,
                 detail=f"content {content.id} came back without space or version expanded",
             )
         space = SpaceRef(
@@ -222,7 +234,10 @@ class ConfluenceClient(ABC):
         storage = ((item.get("body") or {}).get("storage") or {}).get("value")
         if not isinstance(storage, str):
             raise UnexpectedResponse(
-                system="confluence", method="GET", route="GET content/search", status=200,
+                system="confluence",
+                method="GET",
+                route="GET content/search",
+                status=200,
                 detail=f"content {ref.id} came back without body.storage",
             )
         return PageBody(page=ref, storage=storage)
@@ -251,6 +266,7 @@ class OnPremConfluenceClient(ConfluenceClient):
         start = 0
         seen: set[str] = set()
         while True:
+
             def params(size: int, offset: int = start) -> dict[str, Any]:
                 query: dict[str, Any] = {"cql": cql, "limit": size, "start": offset}
                 if expand:
@@ -279,7 +295,10 @@ class OnPremConfluenceClient(ConfluenceClient):
         )
         if not isinstance(payload, dict) or not payload.get("id"):
             raise UnexpectedResponse(
-                system="confluence", method="GET", route="GET applinks manifest", status=200,
+                system="confluence",
+                method="GET",
+                route="GET applinks manifest",
+                status=200,
                 detail="the applinks manifest has no id",
             )
         return str(payload["id"])
@@ -343,7 +362,10 @@ class CloudConfluenceClient(ConfluenceClient):
         )
         if not isinstance(payload, dict) or not payload.get("cloudId"):
             raise UnexpectedResponse(
-                system="confluence", method="GET", route="GET tenant_info", status=200,
+                system="confluence",
+                method="GET",
+                route="GET tenant_info",
+                status=200,
                 detail="tenant_info has no cloudId",
             )
         return str(payload["cloudId"])
@@ -366,7 +388,10 @@ class BearerAuth(httpx.Auth):
 def _parse_search_page(payload: Any, url: str) -> SearchPage:
     if not isinstance(payload, dict) or not isinstance(payload.get("results"), list):
         raise UnexpectedResponse(
-            system="confluence", method="GET", route="GET content/search", status=200,
+            system="confluence",
+            method="GET",
+            route="GET content/search",
+            status=200,
             detail="the search response has no results list",
         )
     links = payload.get("_links") or {}
@@ -378,9 +403,17 @@ def _short_errors(exc: ValidationError) -> str:
 
 
 def build_confluence_client(
-    settings: ConfluenceSettings, *, transport: httpx.BaseTransport | None = None, verify: Any = None
+    settings: ConfluenceSettings,
+    *,
+    transport: httpx.BaseTransport | None = None,
+    verify: Any = None,
+    retry: RetryPolicy | None = None,
+    timeout: httpx.Timeout | None = None,
 ) -> ConfluenceClient:
-    """The client for the configured platform, with its auth, rate limit and retries."""
+    """The client for the configured platform, with its auth, rate limit and retries.
+
+    `retry` and `timeout` default to the transport's patient settings; sensors pass short ones.
+    """
     auth: httpx.Auth | None
     headers: dict[str, str] = {"Accept": "application/json"}
     if settings.platform is Platform.ONPREM:
@@ -400,6 +433,8 @@ def build_confluence_client(
         transport=transport,
         verify=verify,
         logger=logging.getLogger("confluence_pipeline.clients.confluence.http"),
+        **({"retry": retry} if retry is not None else {}),
+        **({"timeout": timeout} if timeout is not None else {}),
     )
     cls = OnPremConfluenceClient if settings.platform is Platform.ONPREM else CloudConfluenceClient
     return cls(settings, api)

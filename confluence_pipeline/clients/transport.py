@@ -61,9 +61,11 @@ _HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL
 class RetryPolicy:
     """How often and how patiently a request is retried."""
 
-    attempts: int = 6  # total attempts including the first
-    backoff_initial: float = 0.5  # exponential with jitter, capped at backoff_max
-    backoff_max: float = 20.0
+    attempts: int = 5  # total attempts including the first
+    # Exponential with jitter, capped at backoff_max: about 4 s of patience without Retry-After,
+    # so one broken page does not stall a sync; rate limits wait as long as the server asks.
+    backoff_initial: float = 0.25
+    backoff_max: float = 10.0
     retry_after_max: float = 60.0  # clamp for Retry-After: Atlassian has sent 9223372036854775807
     retry_statuses: frozenset[int] = frozenset({429, 500, 502, 503, 504})
 

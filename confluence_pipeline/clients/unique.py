@@ -12,7 +12,7 @@ import httpx
 
 from confluence_pipeline.clients.errors import RemoteAuthError, RemoteError, UnexpectedResponse
 from confluence_pipeline.clients.transport import HttpApi
-from confluence_pipeline.clients.zitadel import ZitadelTokenProvider
+from confluence_pipeline.clients.zitadel import ZitadelTokenProvider, shared_token_provider
 from confluence_pipeline.domain.cql import batched
 from confluence_pipeline.domain.diff import FileDiff
 from confluence_pipeline.settings import UniqueSettings
@@ -71,7 +71,10 @@ class UniqueGraphQLError(RemoteError):
         self.operation = operation
         self.status_code = status_code
         super().__init__(
-            system="unique", method="POST", route=f"graphql {operation}", status=status_code,
+            system="unique",
+            method="POST",
+            route=f"graphql {operation}",
+            status=status_code,
             detail=f"GraphQL error: {message}",
         )
 
@@ -138,24 +141,27 @@ class UniqueClient:
         )
         self.tokens: ZitadelTokenProvider | None = None
         if settings.auth_mode == "external":
-            # Token calls are not rate limited (contract §9) but are counted and retried.
-            token_api = HttpApi(
-                system="zitadel",
-                base_url=settings.zitadel_token_url or "",
-                secrets=settings.secrets,
-                transport=transport,
-                verify=verify,
-                logger=logging.getLogger("confluence_pipeline.clients.zitadel.http"),
-            )
-            self.api_token = token_api
-            self.tokens = ZitadelTokenProvider(
-                token_api,
-                token_url=settings.zitadel_token_url or "",
-                client_id=settings.zitadel_client_id or "",
-                client_secret=settings.zitadel_client_secret or "",
-                project_id=settings.zitadel_project_id or "",
-                extra_headers=settings.zitadel_extra_headers,
-            )
+            # Token calls are not rate limited (contract §9) but are counted and retried. A provider
+            # is shared per process unless a test injects its own transport.
+            token_args = {
+                "token_url": settings.zitadel_token_url or "",
+                "client_id": settings.zitadel_client_id or "",
+                "client_secret": settings.zitadel_client_secret or "",
+                "project_id": settings.zitadel_project_id or "",
+                "extra_headers": settings.zitadel_extra_headers,
+            }
+            if transport is None:
+                self.tokens = shared_token_provider(**token_args, secrets=settings.secrets, verify=verify)
+            else:
+                token_api = HttpApi(
+                    system="zitadel",
+                    base_url=settings.zitadel_token_url or "",
+                    secrets=settings.secrets,
+                    transport=transport,
+                    logger=logging.getLogger("confluence_pipeline.clients.zitadel.http"),
+                )
+                self.tokens = ZitadelTokenProvider(token_api, **token_args)
+            self._token_requests_at_start = self.tokens.api.counter.snapshot()
 
     def __repr__(self) -> str:
         return f"UniqueClient(base={self.settings.ingestion_base!r}, mode={self.settings.auth_mode!r})"
@@ -194,7 +200,10 @@ class UniqueClient:
         payload = response.json()
         if not isinstance(payload, dict):
             raise UnexpectedResponse(
-                system="unique", method="POST", route=f"graphql {operation}", status=response.status_code,
+                system="unique",
+                method="POST",
+                route=f"graphql {operation}",
+                status=response.status_code,
                 detail="the GraphQL response is not a JSON object",
             )
         errors = payload.get("errors")
@@ -207,7 +216,10 @@ class UniqueClient:
         data = payload.get("data")
         if not isinstance(data, dict):
             raise UnexpectedResponse(
-                system="unique", method="POST", route=f"graphql {operation}", status=response.status_code,
+                system="unique",
+                method="POST",
+                route=f"graphql {operation}",
+                status=response.status_code,
                 detail="the GraphQL response has no data",
             )
         return data
@@ -229,7 +241,10 @@ class UniqueClient:
             return FileDiff.from_response(response.json())
         except (ValueError, TypeError, AttributeError) as exc:
             raise UnexpectedResponse(
-                system="unique", method="POST", route="POST file-diff", status=response.status_code,
+                system="unique",
+                method="POST",
+                route="POST file-diff",
+                status=response.status_code,
                 detail=f"malformed file-diff response: {exc}",
             ) from exc
 
@@ -259,7 +274,10 @@ class UniqueClient:
         content_id, write_url, read_url = node.get("id"), node.get("writeUrl"), node.get("readUrl")
         if not (isinstance(content_id, str) and isinstance(write_url, str) and isinstance(read_url, str)):
             raise UnexpectedResponse(
-                system="unique", method="POST", route="graphql ContentUpsert", status=200,
+                system="unique",
+                method="POST",
+                route="graphql ContentUpsert",
+                status=200,
                 detail=f"registration of {spec.key} returned no id/writeUrl/readUrl",
             )
         return Registration(content_id, write_url, read_url)
@@ -270,7 +288,10 @@ class UniqueClient:
         keys = parse_qs(urlsplit(write_url).query).get("key")
         if not keys:
             raise UnexpectedResponse(
-                system="unique", method="PUT", route="PUT upload", status=200,
+                system="unique",
+                method="PUT",
+                route="PUT upload",
+                status=200,
                 detail="the writeUrl carries no key parameter, so it cannot be rewritten for cluster_local",
             )
         return f"{self.settings.ingestion_base}/scoped/upload?key={quote(keys[0], safe='')}"
@@ -298,7 +319,10 @@ class UniqueClient:
         content_id = (data.get("contentUpsert") or {}).get("id")
         if not isinstance(content_id, str) or not content_id:
             raise UnexpectedResponse(
-                system="unique", method="POST", route="graphql ContentUpsert", status=200,
+                system="unique",
+                method="POST",
+                route="graphql ContentUpsert",
+                status=200,
                 detail=f"finalize of {spec.key} returned no id",
             )
         return content_id
@@ -309,7 +333,10 @@ class UniqueClient:
         total = (data.get("paginatedContent") or {}).get("totalCount")
         if not isinstance(total, int):
             raise UnexpectedResponse(
-                system="unique", method="POST", route="graphql PaginatedContentCount", status=200,
+                system="unique",
+                method="POST",
+                route="graphql PaginatedContentCount",
+                status=200,
                 detail="no totalCount in the count response",
             )
         return total
@@ -351,13 +378,14 @@ class UniqueClient:
         """One leaf scope per path, in input order, created when missing (contract §5)."""
         scopes: list[ScopeNode] = []
         for chunk in batched(list(paths), SCOPE_PATH_BATCH):
-            data = self.graphql(
-                "GenerateScopesBasedOnPaths", GENERATE_SCOPES, {"paths": chunk, "inheritAccess": True}
-            )
+            data = self.graphql("GenerateScopesBasedOnPaths", GENERATE_SCOPES, {"paths": chunk, "inheritAccess": True})
             nodes = data.get("generateScopesBasedOnPaths") or []
             if len(nodes) != len(chunk):
                 raise UnexpectedResponse(
-                    system="unique", method="POST", route="graphql GenerateScopesBasedOnPaths", status=200,
+                    system="unique",
+                    method="POST",
+                    route="graphql GenerateScopesBasedOnPaths",
+                    status=200,
                     detail=f"asked for {len(chunk)} scopes, got {len(nodes)}",
                 )
             scopes.extend(_scope(node) for node in nodes)
@@ -387,13 +415,15 @@ class UniqueClient:
     def request_counts(self) -> dict[str, int]:
         counts = dict(self.api.counter.snapshot())
         if self.tokens is not None:
-            counts.update(self.api_token.counter.snapshot())
+            # The token provider outlives this client: report only the token calls made since it started.
+            for route, n in self.tokens.api.counter.snapshot().items():
+                delta = n - self._token_requests_at_start.get(route, 0)
+                if delta:
+                    counts[route] = delta
         return counts
 
     def close(self) -> None:
         self.api.close()
-        if self.tokens is not None:
-            self.api_token.close()
 
 
 def _scope(node: Mapping[str, Any]) -> ScopeNode:

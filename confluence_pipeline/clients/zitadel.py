@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -46,6 +49,10 @@ class ZitadelTokenProvider:
     def __repr__(self) -> str:
         return f"ZitadelTokenProvider(token_url={self._token_url!r})"
 
+    @property
+    def api(self) -> HttpApi:
+        return self._api
+
     def token(self) -> str:
         with self._lock:
             if self._token is None or self._clock() >= self._refresh_at:
@@ -72,12 +79,18 @@ class ZitadelTokenProvider:
         expires_in = payload.get("expires_in") if isinstance(payload, dict) else None
         if not isinstance(token, str) or not token:
             raise UnexpectedResponse(
-                system="zitadel", method="POST", route="POST zitadel token", status=200,
+                system="zitadel",
+                method="POST",
+                route="POST zitadel token",
+                status=200,
                 detail="the token response has no access_token",
             )
         if not isinstance(expires_in, int | float) or isinstance(expires_in, bool) or expires_in <= 0:
             raise UnexpectedResponse(
-                system="zitadel", method="POST", route="POST zitadel token", status=200,
+                system="zitadel",
+                method="POST",
+                route="POST zitadel token",
+                status=200,
                 detail=f"the token response has an invalid expires_in ({expires_in!r})",
             )
         self._api.add_secret(token)
@@ -87,3 +100,43 @@ class ZitadelTokenProvider:
         margin = min(MAX_EARLY_REFRESH, float(expires_in) * 0.1)
         self._token = token
         self._refresh_at = self._clock() + float(expires_in) - margin
+
+
+_SHARED: dict[tuple[str, ...], ZitadelTokenProvider] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_token_provider(
+    *,
+    token_url: str,
+    client_id: str,
+    client_secret: str,
+    project_id: str,
+    extra_headers: Mapping[str, str] | None = None,
+    secrets: tuple[str, ...] = (),
+    verify: object = None,
+) -> ZitadelTokenProvider:
+    """One provider per credential set and process, so every op of a run (and every run of a
+    long-lived code server) reuses the same token until it is due for refresh."""
+    fingerprint = hashlib.sha256(client_secret.encode("utf-8")).hexdigest()
+    key = (token_url, client_id, fingerprint, project_id, json.dumps(dict(extra_headers or {}), sort_keys=True))
+    with _SHARED_LOCK:
+        provider = _SHARED.get(key)
+        if provider is None:
+            api = HttpApi(
+                system="zitadel",
+                base_url=token_url,
+                secrets=(client_secret, *secrets),
+                verify=verify,  # type: ignore[arg-type]
+                logger=logging.getLogger("confluence_pipeline.clients.zitadel.http"),
+            )
+            provider = ZitadelTokenProvider(
+                api,
+                token_url=token_url,
+                client_id=client_id,
+                client_secret=client_secret,
+                project_id=project_id,
+                extra_headers=extra_headers,
+            )
+            _SHARED[key] = provider
+        return provider

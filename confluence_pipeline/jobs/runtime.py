@@ -172,3 +172,30 @@ def refuse_concurrent_sync(context: dg.OpExecutionContext, job_name: str) -> Non
             ),
             allow_retries=False,
         )
+
+
+def refuse_concurrent_writer(context: dg.OpExecutionContext, what: str) -> None:
+    """Like `refuse_concurrent_sync`, for any run tagged `WRITER_TAG` (sync, reset, delete) of this instance.
+
+    `dagster job execute` bypasses the run queue and its tag limit, so reset and delete runs check here
+    that no other Unique writer is starting or running; of two that start together the older proceeds.
+    """
+    records = context.instance.get_run_records(
+        filters=RunsFilter(tags={WRITER_TAG: "true"}, statuses=[DagsterRunStatus.STARTING, DagsterRunStatus.STARTED])
+    )
+    mine = next((r for r in records if r.dagster_run.run_id == context.run_id), None)
+    my_order = (mine.create_timestamp, context.run_id) if mine is not None else None
+    older = [
+        f"{r.dagster_run.job_name} {r.dagster_run.run_id}"
+        for r in records
+        if r.dagster_run.run_id != context.run_id
+        and (my_order is None or (r.create_timestamp, r.dagster_run.run_id) < my_order)
+    ]
+    if older:
+        raise dg.Failure(
+            description=(
+                f"Another run that writes to Unique is in progress ({', '.join(older[:3])}); refusing to start {what} "
+                "next to it. Nothing was deleted. Wait for it to finish or cancel it."
+            ),
+            allow_retries=False,
+        )

@@ -127,9 +127,7 @@ def expand_descendants(
         requests = Counter(labelled.requests)
         requests.update(rt.request_counts())
     context.add_output_metadata({"pages": len(ordered), "descendants": added})
-    return DiscoveredPages(
-        labelled.options, ordered, len(labelled.pages), added, labelled.skipped, dict(requests)
-    )
+    return DiscoveredPages(labelled.options, ordered, len(labelled.pages), added, labelled.skipped, dict(requests))
 
 
 @dg.op(out={"spaces": dg.DynamicOut(SpaceWork), "plan_requests": dg.Out(StageRequests)}, tags={"kind": "unique"})
@@ -277,7 +275,8 @@ def ingest_and_delete(
         report.requests.update(rt.request_counts())
     context.log.info(
         f"Space {report.space_key}: {report.new} new, {report.updated} updated, {report.deleted} deleted, "
-        f"{report.failed} failed, {report.skipped} skipped" + (" (test mode: would-be counts)" if report.test_mode else "")
+        f"{report.failed} failed, {report.skipped} skipped"
+        + (" (test mode: would-be counts)" if report.test_mode else "")
     )
     context.add_output_metadata(report.counts())
     return report
@@ -316,9 +315,7 @@ def summarize_sync(
     totals = SyncTotals.of(
         merged, extra_requests=[discovered.requests, plan_requests.requests, guard_requests.requests]
     )
-    metadata: dict[str, dg.RawMetadataValue] = {
-        f"total_{name}": totals.counts.get(name, 0) for name in COUNT_FIELDS
-    }
+    metadata: dict[str, dg.RawMetadataValue] = {f"total_{name}": totals.counts.get(name, 0) for name in COUNT_FIELDS}
     metadata.update(
         {
             "spaces": totals.spaces,
@@ -410,9 +407,7 @@ def _diff_requests(diff: SpaceDiff) -> dict[str, int]:
 
 def _per_space_table(reports: list[SpaceReport]) -> str:
     header = "| space | " + " | ".join(COUNT_FIELDS) + " |\n|" + "---|" * (len(COUNT_FIELDS) + 1) + "\n"
-    rows = "".join(
-        f"| {r.space_key} | " + " | ".join(str(v) for v in r.counts().values()) + " |\n" for r in reports
-    )
+    rows = "".join(f"| {r.space_key} | " + " | ".join(str(v) for v in r.counts().values()) + " |\n" for r in reports)
     return header + rows
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
@@ -39,7 +40,7 @@ class Request:
         return json.loads(self.body.decode("utf-8")) if self.body else None
 
 
-@dataclass(frozen=True)
+@dataclass
 class RecordedRequest:
     """What tests inspect: no secret header value is ever kept."""
 
@@ -49,6 +50,7 @@ class RecordedRequest:
     headers: dict[str, str]
     body: bytes
     time: float
+    status: int | None = None  # the response status; None while in flight or when the connection was dropped
 
 
 @dataclass
@@ -247,11 +249,12 @@ class EmulatorServer:
     def iter_requests(self) -> Iterator[RecordedRequest]:
         return iter(self.requests)
 
-    def _record(self, request: Request) -> None:
+    def _record(self, request: Request) -> RecordedRequest:
         headers = {k: (REDACTED if k in SECRET_HEADERS else v) for k, v in request.headers.items()}
         recorded = RecordedRequest(request.method, request.path, request.query, headers, request.body, request.time)
         with self._requests_lock:
             self._requests.append(recorded)
+        return recorded
 
     # -- dispatch --------------------------------------------------------------------------
     def handle(self, request: Request) -> Response:  # pragma: no cover - overridden
@@ -259,7 +262,12 @@ class EmulatorServer:
 
     def _dispatch(self, request: Request) -> Response | None:
         """None means: drop the connection."""
-        self._record(request)
+        recorded = self._record(request)
+        response = self._respond(request)
+        recorded.status = None if response is None else response.status
+        return response
+
+    def _respond(self, request: Request) -> Response | None:
         if self.faults.latency:
             time.sleep(self.faults.latency)
         fault = self.faults.take(request)
@@ -305,10 +313,8 @@ class EmulatorServer:
                 response = emulator._dispatch(request)
                 if response is None:
                     self.close_connection = True
-                    try:
+                    with contextlib.suppress(OSError):
                         self.connection.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
                     return
                 self.send_response(response.status)
                 for key, value in response.headers.items():

@@ -42,7 +42,9 @@ def _fetch_batch(
     try:
         found = confluence.fetch_bodies(ids)
     except RemoteError as exc:
-        log.warning("Body batch of %d pages in space %s failed (%s); fetching them one by one", len(ids), space.key, exc)
+        log.warning(
+            "Body batch of %d pages in space %s failed (%s); fetching them one by one", len(ids), space.key, exc
+        )
         found = {}
         for page in batch:
             try:

@@ -51,7 +51,9 @@ class SpaceDiff:
         return bool(self.to_create or self.to_update or self.delete_ids)
 
 
-def diff_space(work: SpaceWork, confluence: ConfluenceClient, unique: UniqueClient, labels: tuple[str, str]) -> SpaceDiff:
+def diff_space(
+    work: SpaceWork, confluence: ConfluenceClient, unique: UniqueClient, labels: tuple[str, str]
+) -> SpaceDiff:
     """Ask Unique what changed in this space and check the guards; writes nothing."""
     if work.vanished is not None:
         return _diff_vanished_space(work, confluence, unique, labels)

@@ -85,9 +85,7 @@ class TargetScopes:
             if parent is None:
                 candidates = [s for s in self.unique.find_scopes({"name": {"equals": name}}) if s.parent_id is None]
             else:
-                candidates = [
-                    s for s in self.unique.find_scopes({"parentId": {"equals": parent.id}}) if s.name == name
-                ]
+                candidates = [s for s in self.unique.find_scopes({"parentId": {"equals": parent.id}}) if s.name == name]
             if not candidates:
                 return None
             parent = candidates[0]

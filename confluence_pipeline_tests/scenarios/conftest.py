@@ -37,7 +37,9 @@ class Sandbox:
                 self.env[name] = value
                 self.monkeypatch.setenv(name, value)
 
-    def run_sync(self, run_config: dict[str, Any] | None = None, *, expect_success: bool = True) -> dg.ExecuteInProcessResult:
+    def run_sync(
+        self, run_config: dict[str, Any] | None = None, *, expect_success: bool = True
+    ) -> dg.ExecuteInProcessResult:
         result = confluence_sync.execute_in_process(
             run_config=run_config or {},
             resources=resources_from_env(self.env),
@@ -65,13 +67,11 @@ class Sandbox:
         return f"{self.space_prefix(page.space_key)}/{page_id}"
 
     def unique_writes(self) -> list[Any]:
-        writes = []
-        for r in self.unique.requests:
-            if r.method == "PUT":
-                writes.append(r)
-            elif r.path.endswith("/graphql") and r.body and b"mutation" in r.body:
-                writes.append(r)
-        return writes
+        return [
+            r
+            for r in self.unique.requests
+            if r.method == "PUT" or (r.path.endswith("/graphql") and r.body and b"mutation" in r.body)
+        ]
 
 
 def failure_text(result: dg.ExecuteInProcessResult) -> str:
@@ -113,13 +113,35 @@ def base_env(confluence: ConfluenceEmulator, unique: UniqueEmulator, scope_id: s
 
 
 _ALL_VARS = [
-    "CONFLUENCE_INSTANCE_TYPE", "CONFLUENCE_URL", "CONFLUENCE_PAT", "CONFLUENCE_USERNAME", "CONFLUENCE_PASSWORD",
-    "CONFLUENCE_CLOUD_USER", "CONFLUENCE_CLOUD_TOKEN", "CONFLUENCE_CLOUD_ID", "CONFLUENCE_CLOUD_API_URL",
-    "CONFLUENCE_TOKENS_PER_MINUTE", "INGEST_SINGLE_LABEL", "INGEST_ALL_LABEL", "UNIQUE_INGESTION_URL",
-    "UNIQUE_INGESTION_URL_GRAPHQL", "UNIQUE_SCOPE_ID", "UNIQUE_SCOPE_PATH_TEMPLATE", "UNIQUE_SERVICE_AUTH_MODE",
-    "UNIQUE_SERVICE_EXTRA_HEADERS", "UNIQUE_TOKENS_PER_MINUTE", "UNIQUE_CONCURRENCY", "SYNC_FAILURE_TOLERANCE",
-    "ZITADEL_OAUTH_TOKEN_URL", "ZITADEL_CLIENT_ID", "ZITADEL_CLIENT_SECRET", "ZITADEL_PROJECT_ID",
-    "ZITADEL_SERVICE_EXTRA_HEADERS", "TEST_MODE", "DEBUG_MODE", "DEBUG_LOG_FILE",
+    "CONFLUENCE_INSTANCE_TYPE",
+    "CONFLUENCE_URL",
+    "CONFLUENCE_PAT",
+    "CONFLUENCE_USERNAME",
+    "CONFLUENCE_PASSWORD",
+    "CONFLUENCE_CLOUD_USER",
+    "CONFLUENCE_CLOUD_TOKEN",
+    "CONFLUENCE_CLOUD_ID",
+    "CONFLUENCE_CLOUD_API_URL",
+    "CONFLUENCE_TOKENS_PER_MINUTE",
+    "INGEST_SINGLE_LABEL",
+    "INGEST_ALL_LABEL",
+    "UNIQUE_INGESTION_URL",
+    "UNIQUE_INGESTION_URL_GRAPHQL",
+    "UNIQUE_SCOPE_ID",
+    "UNIQUE_SCOPE_PATH_TEMPLATE",
+    "UNIQUE_SERVICE_AUTH_MODE",
+    "UNIQUE_SERVICE_EXTRA_HEADERS",
+    "UNIQUE_TOKENS_PER_MINUTE",
+    "UNIQUE_CONCURRENCY",
+    "SYNC_FAILURE_TOLERANCE",
+    "ZITADEL_OAUTH_TOKEN_URL",
+    "ZITADEL_CLIENT_ID",
+    "ZITADEL_CLIENT_SECRET",
+    "ZITADEL_PROJECT_ID",
+    "ZITADEL_SERVICE_EXTRA_HEADERS",
+    "TEST_MODE",
+    "DEBUG_MODE",
+    "DEBUG_LOG_FILE",
 ]
 
 
@@ -128,12 +150,14 @@ def make_sandbox(
 ) -> Iterator[Sandbox]:
     for name in _ALL_VARS:
         monkeypatch.delenv(name, raising=False)
-    with ConfluenceEmulator(mode=mode, pat=PAT, password=PASSWORD, cloud_token=CLOUD_TOKEN, **confluence_kwargs) as c:
-        with UniqueEmulator(client_secret=ZITADEL_SECRET) as u:
-            scope_id = u.store.add_scope("Confluence KB").id if scope else None
-            box = Sandbox(c, u, monkeypatch, dg.DagsterInstance.ephemeral())
-            box.set_env(**base_env(c, u, scope_id))
-            yield box
+    with (
+        ConfluenceEmulator(mode=mode, pat=PAT, password=PASSWORD, cloud_token=CLOUD_TOKEN, **confluence_kwargs) as c,
+        UniqueEmulator(client_secret=ZITADEL_SECRET) as u,
+    ):
+        scope_id = u.store.add_scope("Confluence KB").id if scope else None
+        box = Sandbox(c, u, monkeypatch, dg.DagsterInstance.ephemeral())
+        box.set_env(**base_env(c, u, scope_id))
+        yield box
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from confluence_pipeline.sandbox.confluence.cql import (
     parse,
 )
 from confluence_pipeline.sandbox.confluence.wiki import Page, Space, Wiki
-from confluence_pipeline.sandbox.http import REDACTED, EmulatorServer, Request, Response
+from confluence_pipeline.sandbox.http import REDACTED, EmulatorServer, RecordedRequest, Request, Response
 
 Mode = Literal["ONPREM", "CLOUD"]
 T = TypeVar("T")
@@ -195,7 +195,7 @@ class ConfluenceEmulator(EmulatorServer):
         return _Links(f"{self.url}/wiki", "/wiki")
 
     # -- recording ---------------------------------------------------------------------------
-    def _record(self, request: Request) -> None:
+    def _record(self, request: Request) -> RecordedRequest:
         if request.path.endswith("/rest/oauth2/latest/token") and request.body:
             request = Request(
                 request.method,
@@ -206,7 +206,7 @@ class ConfluenceEmulator(EmulatorServer):
                 request.raw_target,
                 request.time,
             )
-        super()._record(request)
+        return super()._record(request)
 
     # -- dispatch ----------------------------------------------------------------------------
     def handle(self, request: Request) -> Response:

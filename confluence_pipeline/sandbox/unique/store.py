@@ -125,11 +125,23 @@ class UniqueStore:
         self.scopes: dict[str, StoredScope] = {}
         self.uploads: dict[str, UploadSlot] = {}  # by write key
         self._uploads_by_read_url: dict[str, str] = {}
+        self._uploads_by_content: dict[str, list[str]] = {}  # content id -> its write keys
+        # Key -> id; a scan per registration made 100k-page benchmarks quadratic. Rebuilt whenever it and
+        # `contents` disagree, so code that edits `contents` directly stays correct.
+        self._id_by_key: dict[str, str] = {}
 
     # -- content reads ---------------------------------------------------------------------
     def content_by_key(self, key: str) -> StoredContent | None:
         with self.lock:
-            return next((c for c in self.contents.values() if c.key == key), None)
+            content_id = self._id_by_key.get(key)
+            if len(self._id_by_key) == len(self.contents):
+                content = self.contents.get(content_id) if content_id is not None else None
+                if content_id is None or (content is not None and content.key == key):
+                    return content
+            # `contents` was changed behind the index (a test may do that): rebuild it once.
+            self._id_by_key = {c.key: c.id for c in self.contents.values()}
+            content_id = self._id_by_key.get(key)
+            return self.contents.get(content_id) if content_id is not None else None
 
     def keys(self) -> set[str]:
         with self.lock:
@@ -183,6 +195,7 @@ class UniqueStore:
                 updated_at=now,
             )
             self.contents[content.id] = content
+            self._id_by_key[content.key] = content.id
             return content
 
     def register_content(self, fields: Mapping[str, Any]) -> tuple[StoredContent, UploadSlot]:
@@ -213,6 +226,7 @@ class UniqueStore:
                     updated_at=now,
                 )
                 self.contents[content.id] = content
+                self._id_by_key[content.key] = content.id
             write_key = secrets.token_urlsafe(24)
             slot = UploadSlot(
                 write_key=write_key,
@@ -221,6 +235,7 @@ class UniqueStore:
             )
             self.uploads[write_key] = slot
             self._uploads_by_read_url[slot.read_url] = write_key
+            self._uploads_by_content.setdefault(content.id, []).append(write_key)
             return content, slot
 
     def record_upload(self, write_key: str, data: bytes, content_type: str | None) -> UploadSlot | None:
@@ -295,11 +310,13 @@ class UniqueStore:
         """Delete what exists; unknown ids are silently skipped."""
         with self.lock:
             deleted = [self.contents.pop(cid) for cid in dict.fromkeys(content_ids) if cid in self.contents]
-            gone = {c.id for c in deleted}
-            for write_key, slot in list(self.uploads.items()):
-                if slot.content_id in gone:
-                    del self.uploads[write_key]
-                    self._uploads_by_read_url.pop(slot.read_url, None)
+            for content in deleted:
+                if self._id_by_key.get(content.key) == content.id:
+                    del self._id_by_key[content.key]
+                for write_key in self._uploads_by_content.pop(content.id, ()):
+                    slot = self.uploads.pop(write_key, None)
+                    if slot is not None:
+                        self._uploads_by_read_url.pop(slot.read_url, None)
             return deleted
 
     # -- file diff -------------------------------------------------------------------------

@@ -1,0 +1,227 @@
+"""Failed-sync reports: what failed where, read from the run's event log, and their delivery to a webhook."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import dagster as dg
+import httpx
+from dagster import DagsterEventType
+
+from confluence_pipeline.clients.tls import build_ssl_context
+from confluence_pipeline.settings import SECRET_VARIABLES
+
+WEBHOOK_VARIABLE = "ALERT_WEBHOOK_URL"
+RUN_URL_VARIABLE = "DAGSTER_WEBSERVER_URL"
+WEBHOOK_TIMEOUT_SECONDS = 10.0
+MAX_FAILURES = 10
+MAX_DESCRIPTION_CHARS = 1500
+MAX_PAGE_IDS = 50
+SUMMARY_LINES = 6
+
+# Step (op) name → the sync stage an operator recognises.
+STAGES = {
+    "discover_labelled_pages": "discover",
+    "expand_descendants": "expand",
+    "plan_spaces": "plan",
+    "diff_space": "diff",
+    "check_guards": "guard",
+    "ingest_and_delete": "write",
+    "summarize_sync": "report",
+}
+_HEADER_VARIABLES = ("UNIQUE_SERVICE_EXTRA_HEADERS", "ZITADEL_SERVICE_EXTRA_HEADERS")
+
+
+class AlertDeliveryError(RuntimeError):
+    """The webhook did not accept the alert (the URL is never part of the message: it often holds a token)."""
+
+
+@dataclass(frozen=True)
+class StepFailureReport:
+    step_key: str
+    stage: str
+    description: str
+    space: str | None = None
+    guard: str | None = None
+    spaces: tuple[str, ...] = ()
+    failed_pages: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step_key,
+            "stage": self.stage,
+            "space": self.space,
+            "guard": self.guard,
+            "spaces": list(self.spaces),
+            "failed_pages": list(self.failed_pages),
+            "description": self.description,
+        }
+
+
+@dataclass(frozen=True)
+class FailureReport:
+    job_name: str
+    run_id: str
+    run_message: str
+    trigger: str | None = None
+    run_url: str | None = None
+    steps: tuple[StepFailureReport, ...] = ()
+    more_steps: int = 0
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+
+    def summary(self) -> str:
+        """A few lines for the log and for chat webhooks."""
+        head = f"{self.job_name} run {self.run_id} failed" + (f" (triggered by {self.trigger})" if self.trigger else "")
+        lines = [head]
+        if not self.steps:
+            lines.append(f"- {_head(self.run_message)}")
+        for step in self.steps:
+            where = step.stage + (f" of space {step.space}" if step.space else "")
+            details = []
+            if step.guard:
+                details.append(f"guard {step.guard}")
+            if step.spaces:
+                details.append(f"spaces {', '.join(step.spaces)}")
+            if step.failed_pages:
+                details.append(
+                    f"pages {', '.join(step.failed_pages[:10])}" + (" …" if len(step.failed_pages) > 10 else "")
+                )
+            extra = f" [{'; '.join(details)}]" if details else ""
+            lines.append(f"- {where} ({step.step_key}){extra}: {_head(step.description)}")
+        if self.more_steps:
+            lines.append(f"- … and {self.more_steps} more failed step(s)")
+        if self.run_url:
+            lines.append(self.run_url)
+        return self._scrub("\n".join(lines))
+
+    def payload(self) -> dict[str, Any]:
+        """The webhook body: `text` for chat tools, structured fields for everything else. No secrets."""
+        body = {
+            "text": self.summary(),
+            "job": self.job_name,
+            "run_id": self.run_id,
+            "status": "FAILURE",
+            "trigger": self.trigger,
+            "run_url": self.run_url,
+            "message": self.run_message,
+            "failures": [s.as_dict() for s in self.steps],
+            "more_failures": self.more_steps,
+        }
+        return json.loads(self._scrub(json.dumps(body)))
+
+    def _scrub(self, text: str) -> str:
+        for secret in self.secrets:
+            # Scrub the JSON-escaped form as well, so payload() cannot leak a secret holding quotes or backslashes.
+            for form in {secret, json.dumps(secret)[1:-1]}:
+                text = text.replace(form, "***")
+        return text
+
+
+def known_secrets(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """Configured secret values (credentials and header values) that must never leave in an alert."""
+    values = [environ.get(name, "") for name in sorted(SECRET_VARIABLES)]
+    for name in _HEADER_VARIABLES:
+        try:
+            headers = json.loads(environ.get(name) or "{}")
+        except ValueError:
+            continue
+        if isinstance(headers, dict):
+            values.extend(str(v) for v in headers.values())
+    return tuple(sorted({v.strip() for v in values if len(v.strip()) >= 6}, key=len, reverse=True))
+
+
+def build_failure_report(
+    instance: dg.DagsterInstance,
+    run: dg.DagsterRun,
+    run_message: str,
+    environ: Mapping[str, str] | None = None,
+) -> FailureReport:
+    """Summarise a failed run from its step-failure events: stage, space, guard, failing pages, descriptions."""
+    env = os.environ if environ is None else environ
+    records = instance.get_records_for_run(run_id=run.run_id, of_type=DagsterEventType.STEP_FAILURE).records
+    steps = [_step_report(r.event_log_entry.dagster_event) for r in records if r.event_log_entry.dagster_event]
+    base = (env.get(RUN_URL_VARIABLE) or "").strip().rstrip("/")
+    return FailureReport(
+        job_name=run.job_name,
+        run_id=run.run_id,
+        run_message=_clip(run_message),
+        trigger=run.tags.get("confluence_pipeline/trigger")
+        or run.tags.get("dagster/schedule_name")
+        or run.tags.get("dagster/sensor_name"),
+        run_url=f"{base}/runs/{run.run_id}" if base else None,
+        steps=tuple(steps[:MAX_FAILURES]),
+        more_steps=max(0, len(steps) - MAX_FAILURES),
+        secrets=known_secrets(env),
+    )
+
+
+def post_alert(url: str, payload: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> int:
+    """POST the payload as JSON (proxies and CA bundles as for every other call); returns the HTTP status."""
+    try:
+        response = httpx.post(
+            url,
+            json=dict(payload),
+            timeout=WEBHOOK_TIMEOUT_SECONDS,
+            verify=build_ssl_context(os.environ if environ is None else environ),
+            follow_redirects=True,
+        )
+    except httpx.HTTPError as exc:
+        raise AlertDeliveryError(
+            f"{WEBHOOK_VARIABLE}: the alert could not be delivered ({type(exc).__name__})"
+        ) from None
+    if response.status_code >= 300:
+        raise AlertDeliveryError(f"{WEBHOOK_VARIABLE}: the webhook answered HTTP {response.status_code}")
+    return response.status_code
+
+
+def _step_report(event: dg.DagsterEvent) -> StepFailureReport:
+    step_key = event.step_key or "?"
+    op_name, _, mapping_key = step_key.partition("[")
+    data = event.step_failure_data
+    description = ""
+    metadata: Mapping[str, Any] = {}
+    if data is not None:
+        if data.user_failure_data is not None:
+            description = data.user_failure_data.description or ""
+            metadata = {k: getattr(v, "value", v) for k, v in (data.user_failure_data.metadata or {}).items()}
+        if not description and data.error is not None:
+            description = data.error.message.strip()
+            if data.error.cause is not None:
+                description += f" (caused by {data.error.cause.message.strip()})"
+    return StepFailureReport(
+        step_key=step_key,
+        stage=STAGES.get(op_name, op_name),
+        space=mapping_key.rstrip("]") or None,
+        description=_clip(description),
+        guard=_text(metadata.get("guard")),
+        spaces=_listed(metadata.get("guarded_spaces")),
+        failed_pages=_listed(metadata.get("failed_pages"))[:MAX_PAGE_IDS],
+    )
+
+
+def _text(value: Any) -> str | None:
+    return str(value) if isinstance(value, str | int) and str(value) else None
+
+
+def _listed(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    if isinstance(value, Sequence):
+        return tuple(str(v) for v in value)
+    return ()
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_DESCRIPTION_CHARS else text[: MAX_DESCRIPTION_CHARS - 1] + "…"
+
+
+def _head(text: str, max_lines: int = SUMMARY_LINES) -> str:
+    lines = [line.rstrip() for line in text.strip().splitlines() if line.strip()]
+    if not lines:
+        return "no details"
+    shown = "\n    ".join(lines[:max_lines])
+    return shown + (f"\n    … {len(lines) - max_lines} more line(s)" if len(lines) > max_lines else "")

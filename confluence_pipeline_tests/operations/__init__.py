@@ -1,0 +1,1 @@
+"""Operations: reset/delete jobs, schedule, sensors, run queue, deployment files."""

@@ -1,0 +1,157 @@
+"""`confluence_sync_failure_sensor`: a concise report of a failed sync (stage, spaces, pages), POSTed if configured."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import dagster as dg
+import pytest
+
+from confluence_pipeline.alerts import AlertDeliveryError, build_failure_report, known_secrets
+from confluence_pipeline.sandbox.http import EmulatorServer, Fault, Request, Response
+from confluence_pipeline.sensors import FAILURE_SENSOR_NAME, build_failure_sensor
+from confluence_pipeline_tests.operations.conftest import Sandbox, fake_run
+from confluence_pipeline_tests.scenarios.conftest import PAT, ZITADEL_SECRET
+
+HOOK_PATH = "/hooks/T0-hook-Secret-Path"  # chat webhook URLs carry their token in the path
+
+
+class WebhookReceiver(EmulatorServer):
+    name = "webhook"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.status = 200
+
+    def handle(self, request: Request) -> Response:
+        return Response.json({"ok": self.status < 300}, status=self.status)
+
+    def payloads(self) -> list[dict[str, Any]]:
+        return [json.loads(r.body) for r in self.requests if r.method == "POST" and r.path == HOOK_PATH]
+
+
+@pytest.fixture
+def webhook() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver() as receiver:
+        yield receiver  # type: ignore[misc]
+
+
+def report_failure(box: Sandbox, result: dg.ExecuteInProcessResult) -> None:
+    assert not result.success
+    sensor = build_failure_sensor(box.env)
+    context = dg.build_run_status_sensor_context(
+        sensor_name=FAILURE_SENSOR_NAME,
+        dagster_event=result.get_run_failure_event(),
+        dagster_instance=box.instance,
+        dagster_run=result.dagster_run,
+    ).for_run_failure()
+    sensor(context)
+
+
+def test_discovery_failure_is_reported_with_its_stage_and_guard(onprem: Sandbox, webhook: WebhookReceiver) -> None:
+    onprem.set_env(ALERT_WEBHOOK_URL=f"{webhook.url}{HOOK_PATH}", DAGSTER_WEBSERVER_URL="http://dagster.example/")
+    onprem.confluence.wiki.add_space("ENG", "Engineering")
+    onprem.confluence.faults.add(r"/content/search$", Fault(401, body=b'{"message":"token revoked"}'), times=None)
+    result = onprem.run_sync(expect_success=False)
+
+    report_failure(onprem, result)
+
+    (payload,) = webhook.payloads()
+    assert payload["job"] == "confluence_sync" and payload["run_id"] == result.run_id
+    assert payload["run_url"] == f"http://dagster.example/runs/{result.run_id}"
+    (failure,) = payload["failures"]
+    assert (failure["stage"], failure["step"], failure["guard"]) == (
+        "discover",
+        "discover_labelled_pages",
+        "discovery-incomplete",
+    )
+    assert "401" in failure["description"]
+    assert "discover" in payload["text"] and "discovery-incomplete" in payload["text"]
+    body = b"".join(r.body for r in webhook.requests)
+    assert PAT.encode() not in body and ZITADEL_SECRET.encode() not in body
+
+
+def test_page_failures_name_the_pages(onprem: Sandbox, webhook: WebhookReceiver) -> None:
+    onprem.set_env(ALERT_WEBHOOK_URL=f"{webhook.url}{HOOK_PATH}")
+    wiki = onprem.confluence.wiki
+    wiki.add_space("ENG", "Engineering")
+    pages = [wiki.add_page("ENG", f"P{n}", labels=["ai-ingest"]).id for n in range(2)]
+    onprem.unique.faults.add(r".*", Fault(400, body=b"rejected"), method="PUT", times=None)
+    result = onprem.run_sync(expect_success=False)
+
+    report_failure(onprem, result)
+
+    (payload,) = webhook.payloads()
+    (failure,) = payload["failures"]
+    assert failure["stage"] == "report"
+    assert sorted(failure["failed_pages"]) == sorted(pages)
+    assert "SYNC_FAILURE_TOLERANCE" in failure["description"]
+    assert all(page in payload["text"] for page in pages)
+
+
+def test_a_guard_trip_names_the_spaces(onprem: Sandbox, webhook: WebhookReceiver) -> None:
+    onprem.set_env(ALERT_WEBHOOK_URL=f"{webhook.url}{HOOK_PATH}")
+    wiki = onprem.confluence.wiki
+    wiki.add_space("ENG", "Engineering")
+    wiki.add_space("OPS", "Operations")
+    eng = [wiki.add_page("ENG", f"E{n}", labels=["ai-ingest"]).id for n in range(2)]
+    wiki.add_page("OPS", "O", labels=["ai-ingest"])
+    onprem.run_sync()
+    broken = {"newFiles": [], "updatedFiles": [], "movedFiles": [], "deletedFiles": eng}
+    onprem.unique.faults.add(
+        r"/v2/content/file-diff$",
+        Fault(200, {"Content-Type": "application/json"}, json.dumps(broken).encode()),
+        when=lambda r: b"_ENG" in r.body,
+    )
+    result = onprem.run_sync(expect_success=False)
+
+    report_failure(onprem, result)
+
+    (payload,) = webhook.payloads()
+    guard = next(f for f in payload["failures"] if f["stage"] == "guard")
+    assert guard["spaces"] == ["ENG"]
+    assert "full-deletion" in payload["text"]
+
+
+def test_without_a_webhook_the_report_is_only_logged(
+    onprem: Sandbox, webhook: WebhookReceiver, capfd: pytest.CaptureFixture[str]
+) -> None:
+    onprem.confluence.faults.add(r"/content/search$", Fault(401), times=None)
+    result = onprem.run_sync(expect_success=False)
+    capfd.readouterr()
+
+    report_failure(onprem, result)
+
+    assert webhook.requests == []
+    logged = capfd.readouterr().err
+    assert f"confluence_sync run {result.run_id} failed" in logged and "discover_labelled_pages" in logged
+
+
+def test_a_refusing_webhook_fails_the_tick_without_showing_its_url(onprem: Sandbox, webhook: WebhookReceiver) -> None:
+    webhook.status = 500
+    onprem.set_env(ALERT_WEBHOOK_URL=f"{webhook.url}{HOOK_PATH}")
+    onprem.confluence.faults.add(r"/content/search$", Fault(401), times=None)
+    result = onprem.run_sync(expect_success=False)
+
+    with pytest.raises(AlertDeliveryError) as raised:
+        report_failure(onprem, result)
+
+    assert "HTTP 500" in str(raised.value) and "ALERT_WEBHOOK_URL" in str(raised.value)
+    assert HOOK_PATH not in str(raised.value) and webhook.url not in str(raised.value)
+    assert len(webhook.payloads()) == 1
+
+
+def test_a_run_without_step_failures_reports_the_run_message_and_scrubs_secrets() -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    run = fake_run(instance, dg.DagsterRunStatus.FAILURE)
+    env = {"CONFLUENCE_PAT": PAT, "UNIQUE_SERVICE_EXTRA_HEADERS": json.dumps({"x-api-key": 'k3y-Value-"quoted'})}
+
+    report = build_failure_report(instance, run, f'worker crashed with {PAT} and k3y-Value-"quoted in memory', env)
+
+    assert report.steps == ()
+    assert "worker crashed" in report.summary()
+    dumped = json.dumps(report.payload())
+    assert PAT not in dumped and PAT not in report.summary() and "k3y-Value" not in dumped
+    assert known_secrets(env) == (PAT, 'k3y-Value-"quoted')  # longest first: no partial scrub of a longer secret
