@@ -115,11 +115,17 @@ class SyncOptionsResource(_EnvResource):
         "failure_tolerance": "SYNC_FAILURE_TOLERANCE",
         "debug_mode": "DEBUG_MODE",
         "debug_log_file": "DEBUG_LOG_FILE",
+        "http_timeout_seconds": "HTTP_TIMEOUT_SECONDS",
+        "http_retry_after_max_seconds": "HTTP_RETRY_AFTER_MAX_SECONDS",
     }
     test_mode: str | None = _plain("TEST_MODE: discover and diff, write nothing")
     failure_tolerance: str | None = _plain("SYNC_FAILURE_TOLERANCE: page failures a run may have")
     debug_mode: str | None = _plain("DEBUG_MODE: debug logs, also to DEBUG_LOG_FILE")
     debug_log_file: str | None = _plain("DEBUG_LOG_FILE")
+    http_timeout_seconds: str | None = _plain("HTTP_TIMEOUT_SECONDS: timeout of one request (default 60)")
+    http_retry_after_max_seconds: str | None = _plain(
+        "HTTP_RETRY_AFTER_MAX_SECONDS: longest Retry-After honoured (default 60)"
+    )
 
 
 def load_run_settings(confluence: ConfluenceResource, unique: UniqueResource, options: SyncOptionsResource) -> Settings:

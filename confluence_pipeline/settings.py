@@ -30,6 +30,14 @@ class ConfigurationError(ValueError):
 
 
 @dataclass(frozen=True)
+class HttpSettings:
+    """Patience towards both remote systems."""
+
+    timeout_seconds: float = 60.0
+    retry_after_max_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
 class ConfluenceSettings:
     platform: Platform
     base_url: str
@@ -43,6 +51,7 @@ class ConfluenceSettings:
     tokens_per_minute: int | None = 250
     single_label: str = "ai-ingest"
     all_label: str = "ai-ingest-all"
+    http: HttpSettings = field(default_factory=lambda: HttpSettings())
 
     @property
     def api_root(self) -> str:
@@ -78,6 +87,7 @@ class UniqueSettings:
     zitadel_client_secret: str | None = field(default=None, repr=False)
     zitadel_project_id: str | None = None
     zitadel_extra_headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    http: HttpSettings = field(default_factory=lambda: HttpSettings())
 
     @property
     def ingestion_base(self) -> str:
@@ -286,6 +296,11 @@ def load_settings(env: Mapping[str, str | None]) -> Settings:
         debug_log_file=r.raw("DEBUG_LOG_FILE") or "confluence_pipeline.log",
     )
 
+    http = HttpSettings(
+        timeout_seconds=float(r.integer("HTTP_TIMEOUT_SECONDS", 60, minimum=1)),
+        retry_after_max_seconds=float(r.integer("HTTP_RETRY_AFTER_MAX_SECONDS", 60, minimum=0)),
+    )
+
     if r.problems:
         raise ConfigurationError(r.problems)
     assert platform is not None and base_url is not None and ingestion_url and graphql_url
@@ -302,6 +317,7 @@ def load_settings(env: Mapping[str, str | None]) -> Settings:
         tokens_per_minute=confluence_rate,
         single_label=single_label,
         all_label=all_label,
+        http=http,
     )
     unique = UniqueSettings(
         ingestion_url=ingestion_url,
@@ -317,6 +333,6 @@ def load_settings(env: Mapping[str, str | None]) -> Settings:
         zitadel_client_secret=zitadel_secret,
         zitadel_project_id=zitadel_project,
         zitadel_extra_headers=zitadel_headers,
+        http=http,
     )
     return Settings(confluence=confluence, unique=unique, sync=sync)
-

@@ -430,6 +430,8 @@ def build_confluence_client(
         auth=auth,
         per_minute=settings.tokens_per_minute,
         secrets=settings.secrets,
+        timeout=httpx.Timeout(settings.http.timeout_seconds, connect=min(15.0, settings.http.timeout_seconds)),
+        retry=RetryPolicy(retry_after_max=settings.http.retry_after_max_seconds),
         transport=transport,
         verify=verify,
         logger=logging.getLogger("confluence_pipeline.clients.confluence.http"),

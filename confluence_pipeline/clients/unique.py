@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 import httpx
 
 from confluence_pipeline.clients.errors import RemoteAuthError, RemoteError, UnexpectedResponse
-from confluence_pipeline.clients.transport import HttpApi
+from confluence_pipeline.clients.transport import HttpApi, RetryPolicy
 from confluence_pipeline.clients.zitadel import ZitadelTokenProvider, shared_token_provider
 from confluence_pipeline.domain.cql import batched
 from confluence_pipeline.domain.diff import FileDiff
@@ -134,6 +134,8 @@ class UniqueClient:
             base_url=settings.ingestion_base,
             per_minute=settings.tokens_per_minute,
             secrets=settings.secrets,
+            timeout=httpx.Timeout(settings.http.timeout_seconds, connect=min(15.0, settings.http.timeout_seconds)),
+            retry=RetryPolicy(retry_after_max=settings.http.retry_after_max_seconds),
             transport=transport,
             verify=verify,
             max_connections=max(8, settings.concurrency * 2),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -118,29 +119,37 @@ def ingest_pages(
     sync_labels: Collection[str],
     concurrency: int,
 ) -> IngestOutcome:
-    """Ingest `pages`; at most two batches of bodies are held at once (one uploading, one fetched)."""
+    """Ingest `pages`; at most two batches of bodies are held at once.
+
+    While the workers upload one batch, the next is fetched and queued behind it, so no worker waits at a
+    batch boundary; the oldest batch is collected before a third is fetched, which bounds the memory.
+    """
     outcome = IngestOutcome()
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"ingest-{space.key[:10]}") as pool:
-        in_flight: list[tuple[PageBody, Future[None]]] = []
+        in_flight: deque[list[tuple[PageBody, Future[None]]]] = deque()
         for batch in batched(list(pages), BODY_BATCH):
+            if len(in_flight) == 2:
+                _collect(in_flight.popleft(), outcome, space, new_ids)
             bodies = _fetch_batch(confluence, space, batch, outcome)
-            _collect(in_flight, outcome, space, new_ids)
-            in_flight = [
-                (
-                    body,
-                    pool.submit(
-                        _ingest_one,
-                        unique,
-                        space,
+            in_flight.append(
+                [
+                    (
                         body,
-                        is_new=body.page.id in new_ids,
-                        scope_id=scope_id,
-                        sync_labels=sync_labels,
-                    ),
-                )
-                for body in bodies
-            ]
-        _collect(in_flight, outcome, space, new_ids)
+                        pool.submit(
+                            _ingest_one,
+                            unique,
+                            space,
+                            body,
+                            is_new=body.page.id in new_ids,
+                            scope_id=scope_id,
+                            sync_labels=sync_labels,
+                        ),
+                    )
+                    for body in bodies
+                ]
+            )
+        while in_flight:
+            _collect(in_flight.popleft(), outcome, space, new_ids)
     return outcome
 
 
