@@ -132,6 +132,7 @@ class PhaseResult:
     peak_rss_mb: float | None = None
     job_cpu_s: float | None = None  # user + system CPU of the job process
     emulator_cpu_s: float = 0.0  # CPU of this process (both emulators) during the run
+    step_seconds: dict[str, float] = field(default_factory=dict)  # time inside the run's steps, by op
     error: str = ""
 
     @property
@@ -154,6 +155,13 @@ class PhaseResult:
     @property
     def pages_per_s(self) -> float:
         return self.discovered / self.wall_s if self.wall_s else 0.0
+
+    @property
+    def ingest_pages_per_s(self) -> float | None:
+        """New and updated pages per second spent inside the `ingest_and_delete` steps."""
+        written = self.counts.get("new", 0) + self.counts.get("updated", 0)
+        seconds = self.step_seconds.get("ingest_and_delete", 0.0)
+        return written / seconds if written and seconds else None
 
 
 @dataclass
@@ -446,22 +454,43 @@ class _RunOutcome:
     log: str = ""
 
 
+# Runs `dagster job execute` inside the child and, at exit, writes the child's own peak RSS. VmHWM of
+# /proc/self is the high-water mark of the process image after exec; getrusage()/wait4() would report the
+# larger of that and this parent's RSS at fork time (the kernel folds the pre-exec image into ru_maxrss),
+# which with seeded emulators is hundreds of MB that the job never used.
+_CHILD_RUNNER = """
+import atexit, runpy, sys
+rss_file, profile_file = sys.argv[1], sys.argv[2]
+def _report():
+    with open("/proc/self/status") as status:
+        peak = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+    with open(rss_file, "w") as out:
+        out.write(peak)
+atexit.register(_report)
+sys.argv = ["dagster", "job", "execute", "-m", "confluence_pipeline.definitions", "-j", "confluence_sync"]
+if profile_file:
+    import cProfile
+    cProfile.run("runpy.run_module('dagster', run_name='__main__')", profile_file)
+else:
+    runpy.run_module("dagster", run_name="__main__")
+"""
+
+
 def _run_child(env: Mapping[str, str], home: Path, log_path: Path, profile_path: Path | None) -> _RunOutcome:
-    """`dagster job execute` in a child; its own peak RSS comes from wait4() on exactly that child."""
-    command = [sys.executable]
-    if profile_path is not None:
-        command += ["-m", "cProfile", "-o", str(profile_path)]
-    command += ["-m", "dagster", "job", "execute", "-m", "confluence_pipeline.definitions", "-j", "confluence_sync"]
+    """`dagster job execute` in a child process; it reports its own peak RSS (VmHWM) when it exits."""
+    rss_path = log_path.with_suffix(".rss")
+    command = [sys.executable, "-c", _CHILD_RUNNER, str(rss_path), str(profile_path or "")]
     child_env = {**_clean_environ(os.environ), **env, "DAGSTER_HOME": str(home), "PYTHONUNBUFFERED": "1"}
     started = time.perf_counter()
     with log_path.open("wb") as log:
         proc = subprocess.Popen(command, env=child_env, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's CPU time, not the emulators'
         proc.returncode = os.waitstatus_to_exitcode(status)
     process_s = time.perf_counter() - started
     run_id, wall = _latest_run(home)
+    peak = int(rss_path.read_text("utf-8")) / 1024 if rss_path.exists() else None
     tail = "" if proc.returncode == 0 else log_path.read_text("utf-8", "replace")[-4000:]
-    return _RunOutcome(run_id, wall, process_s, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime, tail)
+    return _RunOutcome(run_id, wall, process_s, peak, usage.ru_utime + usage.ru_stime, tail)
 
 
 def _run_in_process(env: Mapping[str, str], home: Path) -> _RunOutcome:
@@ -517,12 +546,21 @@ def _run_summary(home: Path, run_id: str) -> dict[str, Any]:
     try:
         status = instance.get_run_by_id(run_id).status  # type: ignore[union-attr]
         summary: dict[str, Any] = {"success": status == dg.DagsterRunStatus.SUCCESS}
-        for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_OUTPUT):
+        started: dict[str, float] = {}
+        in_steps: Counter[str] = Counter()  # seconds inside steps, by op name
+        for entry in instance.all_logs(run_id):
             event = entry.dagster_event
-            if event is None or event.step_key != "summarize_sync":
+            if event is None or event.step_key is None:
                 continue
-            for name, value in event.event_specific_data.metadata.items():  # type: ignore[union-attr]
-                summary[name] = value.value
+            op = event.step_key.split("[", 1)[0]
+            if event.event_type == dg.DagsterEventType.STEP_START:
+                started[event.step_key] = entry.timestamp
+            elif event.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
+                in_steps[op] += entry.timestamp - started.pop(event.step_key, entry.timestamp)
+            elif event.event_type == dg.DagsterEventType.STEP_OUTPUT and op == "summarize_sync":
+                for name, value in event.event_specific_data.metadata.items():  # type: ignore[union-attr]
+                    summary[name] = value.value
+        summary["step_seconds"] = dict(in_steps)
         return summary
     finally:
         instance.dispose()
@@ -619,6 +657,7 @@ def run_phase(
     result.counts = {k[len("total_") :]: int(v) for k, v in summary.items() if k.startswith("total_")}
     result.confluence = dict(summary.get("confluence_requests_by_route") or {})
     result.unique = dict(summary.get("unique_requests_by_route") or {})
+    result.step_seconds = summary["step_seconds"]
     return result
 
 
@@ -726,6 +765,11 @@ def format_table(report: BenchReport) -> str:
     row("wall s (run)", [_fmt(p.wall_s, 2) for p in phases])
     row("wall s (process incl. start-up)", [_fmt(p.process_s, 2) for p in phases])
     row("pages/s (discovered ÷ run wall)", [_fmt(p.pages_per_s, 0) for p in phases])
+    row("  s in ingest_and_delete / other steps", [
+        f"{p.step_seconds.get('ingest_and_delete', 0.0):.1f} / "
+        f"{sum(v for k, v in p.step_seconds.items() if k != 'ingest_and_delete'):.1f}" for p in phases
+    ])
+    row("  written pages/s inside ingest steps", [_fmt(p.ingest_pages_per_s, 0) for p in phases])
     if options.confluence_per_minute:
         rate = options.confluence_per_minute / 60
         row("Confluence requests ÷ rate (s)", [_fmt(p.confluence_total / rate, 2) for p in phases])

@@ -172,11 +172,19 @@ def build_change_sensor(
             context.update_cursor(format_cursor(now))
             note = f" (unreadable cursor {context.cursor!r} replaced)" if context.cursor else ""
             return dg.SkipReason(f"first check{note}: watching for changes from {format_cursor(now)} on")
+        problems: dict[str, str] = {}
         try:
             settings = load_run_settings(confluence, unique, sync_options)
+        except ConfigurationError as exc:
+            problems.update(exc.problems)
+        try:
             tz = confluence_timezone(env)
         except ConfigurationError as exc:
-            return dg.SkipReason(f"cannot check Confluence until the configuration is fixed. {exc}")
+            problems.update(exc.problems)
+        if problems:
+            return dg.SkipReason(
+                f"cannot check Confluence until the configuration is fixed. {ConfigurationError(problems)}"
+            )
         start = window_start(since)
         try:
             client = open_sensor_client(settings, env)
@@ -193,7 +201,11 @@ def build_change_sensor(
             return dg.SkipReason(f"no change since {cql_datetime(start, tz)} ({tz.key}, Confluence time)")
         return dg.RunRequest(
             run_key=run_key_for(start),
-            tags={TRIGGER_TAG: CHANGE_SENSOR_NAME, "confluence_pipeline/changed_since": format_cursor(start)},
+            tags={
+                TRIGGER_TAG: CHANGE_SENSOR_NAME,
+                "confluence_pipeline/changed_since": format_cursor(start),
+                "confluence_pipeline/change": change,
+            },
         )
 
     return confluence_change_sensor

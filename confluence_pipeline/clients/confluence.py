@@ -215,6 +215,13 @@ class ConfluenceClient(ABC):
         space = SpaceRef(
             id=str(content.space.id), key=content.space.key, name=content.space.name, type=content.space.type
         )
+        try:
+            updated_at = to_utc_iso(content.version.when)
+        except ValueError as exc:
+            raise _malformed(f"content {content.id} has an unreadable version time: {exc}") from exc
+        if not space.id.isdigit():
+            # Keys and partial keys are built from it; a non-numeric id would fail later, mid-plan.
+            raise _malformed(f"content {content.id} has a non-numeric space id {space.id!r}")
         labels = tuple(sorted({label.name.lower() for label in content.metadata.labels.results}))
         return PageRef(
             id=content.id,
@@ -222,7 +229,7 @@ class ConfluenceClient(ABC):
             title=content.title,
             space=space,
             version=content.version.number,
-            updated_at=to_utc_iso(content.version.when),
+            updated_at=updated_at,
             web_url=self.web_url(item, content.id),
             labels=labels,
         )
@@ -394,8 +401,14 @@ def _parse_search_page(payload: Any, url: str) -> SearchPage:
             status=200,
             detail="the search response has no results list",
         )
+    if not all(isinstance(item, dict) for item in payload["results"]):
+        raise _malformed("a search result is not a JSON object")
     links = payload.get("_links") or {}
     return SearchPage(results=payload["results"], next_link=links.get("next"), base=links.get("base"))
+
+
+def _malformed(detail: str) -> UnexpectedResponse:
+    return UnexpectedResponse(system="confluence", method="GET", route="GET content/search", status=200, detail=detail)
 
 
 def _short_errors(exc: ValidationError) -> str:
@@ -412,7 +425,7 @@ def build_confluence_client(
 ) -> ConfluenceClient:
     """The client for the configured platform, with its auth, rate limit and retries.
 
-    `retry` and `timeout` default to the transport's patient settings; sensors pass short ones.
+    `retry` and `timeout` default to the configured (patient) settings; sensors pass short ones.
     """
     auth: httpx.Auth | None
     headers: dict[str, str] = {"Accept": "application/json"}
@@ -423,6 +436,7 @@ def build_confluence_client(
             auth = httpx.BasicAuth(settings.username or "", settings.password or "")
     else:
         auth = httpx.BasicAuth(settings.cloud_user or "", settings.cloud_token or "")
+    patience = settings.http.timeout_seconds
     api = HttpApi(
         system="confluence",
         base_url=settings.api_root,
@@ -430,13 +444,11 @@ def build_confluence_client(
         auth=auth,
         per_minute=settings.tokens_per_minute,
         secrets=settings.secrets,
-        timeout=httpx.Timeout(settings.http.timeout_seconds, connect=min(15.0, settings.http.timeout_seconds)),
-        retry=RetryPolicy(retry_after_max=settings.http.retry_after_max_seconds),
+        timeout=timeout or httpx.Timeout(patience, connect=min(15.0, patience)),
+        retry=retry or RetryPolicy(retry_after_max=settings.http.retry_after_max_seconds),
         transport=transport,
         verify=verify,
         logger=logging.getLogger("confluence_pipeline.clients.confluence.http"),
-        **({"retry": retry} if retry is not None else {}),
-        **({"timeout": timeout} if timeout is not None else {}),
     )
     cls = OnPremConfluenceClient if settings.platform is Platform.ONPREM else CloudConfluenceClient
     return cls(settings, api)

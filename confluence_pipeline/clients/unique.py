@@ -212,9 +212,9 @@ class UniqueClient:
         if errors:
             first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
             status = ((first.get("extensions") or {}).get("response") or {}).get("statusCode")
-            raise UniqueGraphQLError(
-                operation, str(first.get("message", "unknown error")), status if isinstance(status, int) else None
-            )
+            # Servers echo request details (headers included) into error messages: scrub like any other error.
+            message = self.api.scrub(str(first.get("message", "unknown error")))
+            raise UniqueGraphQLError(operation, message, status if isinstance(status, int) else None)
         data = payload.get("data")
         if not isinstance(data, dict):
             raise UnexpectedResponse(

@@ -11,7 +11,7 @@ from pydantic import Field
 from confluence_pipeline.clients.errors import RemoteError
 from confluence_pipeline.clients.unique import KEYS_PER_QUERY, ContentNode
 from confluence_pipeline.domain.cql import batched
-from confluence_pipeline.jobs.reset import delete_nodes, unconfirmed_failure
+from confluence_pipeline.jobs.reset import PARTIAL_NOTE, delete_nodes, unconfirmed_failure
 from confluence_pipeline.jobs.runtime import WRITER_TAG, op_runtime, refuse_concurrent_writer
 from confluence_pipeline.resources import ConfluenceResource, SyncOptionsResource, UniqueResource
 
@@ -57,7 +57,9 @@ def delete_content_items(
             )
             outcome = delete_nodes(rt.unique, [found[i] for i in requested if i in found], dry_run=dry_run)
         except RemoteError as exc:
-            raise dg.Failure(description=f"Deleting content failed: {exc}", allow_retries=False) from None
+            raise dg.Failure(
+                description=f"Deleting content failed: {exc}. {PARTIAL_NOTE}", allow_retries=False
+            ) from None
         requests = sum(rt.request_counts().values())
     metadata: dict[str, Any] = {
         "requested": len(requested),

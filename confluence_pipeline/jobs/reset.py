@@ -17,6 +17,7 @@ from confluence_pipeline.resources import ConfluenceResource, SyncOptionsResourc
 JOB_NAME = "confluence_reset"
 KEYS_IN_METADATA = 5000
 """Keys listed in the run's metadata; the counts always cover everything (the UI chokes on huge lists)."""
+PARTIAL_NOTE = "Items deleted before the error stay deleted; run the job again to finish."
 
 
 class ResetConfig(dg.Config):
@@ -142,7 +143,9 @@ def reset_scope(
             )
             outcome = delete_nodes(rt.unique, nodes, dry_run=dry_run)
         except RemoteError as exc:
-            raise dg.Failure(description=f"Reset of scope {scope_id} failed: {exc}", allow_retries=False) from None
+            raise dg.Failure(
+                description=f"Reset of scope {scope_id} failed: {exc}. {PARTIAL_NOTE}", allow_retries=False
+            ) from None
         requests = sum(rt.request_counts().values())
     metadata: dict[str, Any] = {
         "scope_id": scope_id,

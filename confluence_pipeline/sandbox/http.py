@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 REDACTED = "<redacted>"
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
@@ -303,7 +303,7 @@ class EmulatorServer:
                 split = urlsplit(self.path)
                 request = Request(
                     method=self.command,
-                    path=split.path,
+                    path=unquote(split.path),  # routes see the decoded path, as on a real server (`ÄRGER`)
                     query=parse_qs(split.query, keep_blank_values=True),
                     headers={k.lower(): v for k, v in self.headers.items()},
                     body=body,

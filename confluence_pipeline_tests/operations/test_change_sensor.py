@@ -97,6 +97,7 @@ def test_an_unlabelled_descendant_of_an_all_page_counts_as_a_change(onprem: Sand
     result = tick(onprem, CURSOR)
 
     assert len(result.run_requests) == 1
+    assert result.run_requests[0].tags["confluence_pipeline/change"] == "a descendant of a 'ai-ingest-all' page changed"
     cqls = [q["cql"] for q in searches(onprem)]
     assert len(cqls) == 3  # labelled changes, the all-label pages, their descendants
     assert cqls[2] == f'ancestor IN ({root}) AND type != attachment AND lastmodified >= "2024/05/06 10:14"'
@@ -148,7 +149,10 @@ def test_skips_without_asking_confluence_while_a_sync_is_on_its_way(
             {"CONFLUENCE_URL": None, "UNIQUE_SERVICE_AUTH_MODE": "sideways"},
             ["CONFLUENCE_URL", "UNIQUE_SERVICE_AUTH_MODE"],
         ),
-        ({"CONFLUENCE_TIMEZONE": "Atlantis/Capital"}, ["CONFLUENCE_TIMEZONE"]),
+        (
+            {"CONFLUENCE_TIMEZONE": "Atlantis/Capital", "CONFLUENCE_PAT": None},
+            ["CONFLUENCE_TIMEZONE", "CONFLUENCE_PAT"],
+        ),
         ({"NODE_EXTRA_CA_CERTS": "/nonexistent/ca.pem"}, ["NODE_EXTRA_CA_CERTS"]),
     ],
 )

@@ -82,5 +82,5 @@ def test_refuses_while_a_sync_runs(onprem: Sandbox) -> None:
     result = run_job(onprem, confluence_delete_content, {"content_ids": [content_id]})
 
     assert not result.success
-    assert "Another run that writes to Unique is in progress" in failure_text(result)
+    assert "refusing to start a confluence_delete_content run" in failure_text(result)
     assert onprem.all_keys() == {"1_A/1"}

@@ -8,6 +8,7 @@ import pytest
 from confluence_pipeline.clients.unique import DELETE_BATCH, UniqueClient
 from confluence_pipeline.jobs.reset import confluence_reset
 from confluence_pipeline.jobs.runtime import WRITER_TAG
+from confluence_pipeline.sandbox.http import Fault
 from confluence_pipeline_tests.operations.conftest import (
     Sandbox,
     failure_text,
@@ -138,7 +139,7 @@ def test_refuses_while_another_writer_runs(onprem: Sandbox, scope_id: str) -> No
 
     assert not result.success
     text = failure_text(result)
-    assert "Another run that writes to Unique is in progress" in text and busy.run_id in text
+    assert "run is in progress" in text and "refusing to start a confluence_reset run" in text and busy.run_id in text
     assert mutations(onprem) == []
     assert onprem.all_keys() == {"1_A/1"}
 
@@ -163,3 +164,20 @@ def test_invalid_configuration_fails_before_any_request(onprem: Sandbox, scope_i
     text = failure_text(result)
     assert "UNIQUE_INGESTION_URL_GRAPHQL" in text and "CONFLUENCE_INSTANCE_TYPE" in text
     assert onprem.unique.requests == []
+
+
+def test_a_failing_delete_call_fails_the_run_saying_how_to_finish(onprem: Sandbox, scope_id: str) -> None:
+    seed(onprem, scope_id, ["1_A/1", "1_A/2"])
+    onprem.unique.faults.add(
+        r"/graphql$",
+        Fault(400, {"Content-Type": "application/json"}, b'{"message":"bad request"}'),
+        when=lambda r: DELETE.encode() in r.body,
+        times=None,
+    )
+
+    result = run_job(onprem, confluence_reset, {"scope_id": scope_id})
+
+    assert not result.success
+    text = failure_text(result)
+    assert f"Reset of scope {scope_id} failed" in text and "run the job again" in text
+    assert onprem.all_keys() == {"1_A/1", "1_A/2"}

@@ -464,3 +464,39 @@ def test_run_metadata_reports_per_space_totals_and_request_counts(onprem: Sandbo
 
 def _unauthenticated(box: Sandbox) -> int:
     return 0
+
+
+def test_top_level_space_scopes_are_found_again_for_cleanup(onprem: Sandbox) -> None:
+    onprem.set_env(UNIQUE_SCOPE_ID="", UNIQUE_SCOPE_PATH_TEMPLATE="/{space_key}-wiki")
+    onprem.unique.store.add_scope("Unrelated")  # another team's top-level scope is never touched
+    wiki = onprem.confluence.wiki
+    wiki.add_space("ENG", "Engineering")
+    wiki.add_space("GONE", "Gone")
+    eng = wiki.add_page("ENG", "Eng", labels=["ai-ingest"])
+    wiki.add_page("GONE", "Gone page", labels=["ai-ingest"])
+    onprem.run_sync()
+    wiki.hide_space("GONE")
+    onprem.run_sync()
+    assert set(onprem.stored()) == {onprem.key_of(eng.id)}
+
+
+def test_restricted_run_syncs_and_deletes_only_inside_its_spaces(onprem: Sandbox) -> None:
+    wiki = onprem.confluence.wiki
+    wiki.add_space("ENG", "Engineering")
+    wiki.add_space("HR", "Human Resources")
+    eng = wiki.add_page("ENG", "Eng", labels=["ai-ingest"])
+    hr = wiki.add_page("HR", "Hr", labels=["ai-ingest"])
+    onprem.run_sync()
+    wiki.remove_label(hr.id, "ai-ingest")
+    wiki.update_page(eng.id, body="<p>eng v2</p>")
+    hr_only = wiki.add_page("HR", "Hr new", labels=["ai-ingest"])
+
+    onprem.run_sync({"space_keys": ["ENG"]})
+
+    stored = onprem.stored()
+    assert onprem.key_of(hr.id) in stored  # HR is outside the restriction: nothing deleted there
+    assert onprem.key_of(hr_only.id) not in stored
+    assert stored[onprem.key_of(eng.id)].data == b"<p>eng v2</p>"
+
+    onprem.run_sync({"space_keys": ["HR"]})
+    assert set(onprem.stored()) == {onprem.key_of(eng.id), onprem.key_of(hr_only.id)}

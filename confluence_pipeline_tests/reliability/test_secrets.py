@@ -1,0 +1,296 @@
+"""No secret leaks: not to stdout/stderr, the debug log, exception messages or any file under DAGSTER_HOME.
+
+Distinctive values for every credential, plus the bearer tokens the Unique emulator issued during the run,
+through a normal run and through failing runs whose servers echo the credentials back; TLS is verified.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import trustme
+
+from confluence_pipeline.jobs.sync import confluence_sync
+from confluence_pipeline.resources import resources_from_env
+from confluence_pipeline.sandbox.http import Fault, Request
+from confluence_pipeline.sandbox.unique import UniqueEmulator
+from confluence_pipeline_tests.operations.conftest import stored_bytes
+from confluence_pipeline_tests.reliability.conftest import JSON, Sandbox, failure_text, unique_state
+from confluence_pipeline_tests.scenarios.conftest import (
+    CLOUD_TOKEN,
+    PASSWORD,
+    PAT,
+    ZITADEL_SECRET,
+    base_env,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+HEADER_SECRET = "hdr-Secret-Api-Key-4711"
+USERNAME = "svc"
+CLOUD_USER = "svc@example.com"
+PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY")
+
+
+def _b64(user: str, password: str) -> str:
+    return base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+# Every form a credential travels in: raw, and inside the Basic headers built from it.
+STATIC_SECRETS = [
+    PAT,
+    PASSWORD,
+    CLOUD_TOKEN,
+    ZITADEL_SECRET,
+    HEADER_SECRET,
+    _b64(USERNAME, PASSWORD),
+    _b64(CLOUD_USER, CLOUD_TOKEN),
+    _b64("connector", ZITADEL_SECRET),
+]
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[tuple[Path, dg.DagsterInstance]]:
+    """A persistent instance with the shipped dagster.yaml: event logs, runs and compute logs are files here."""
+    dagster_home = tmp_path / "dagster_home"
+    dagster_home.mkdir()
+    shutil.copy(REPO_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        yield dagster_home, instance
+
+
+ECHOED: list[str] = []  # the credentials the echoing faults below sent back, for the test to check
+
+
+def echoing(status: int, template: str, predicate: Callable[[Request], bool] = lambda _: True) -> tuple[Fault, object]:
+    """A fault whose body repeats the request's Authorization header wherever `template` says `{auth}`."""
+    fault = Fault(status, dict(JSON), b"")
+
+    def when(request: Request) -> bool:
+        if not predicate(request):
+            return False
+        credential = request.headers.get("authorization", "")
+        fault.body = template.replace("{auth}", credential).encode()
+        ECHOED.append(credential)
+        return True
+
+    return fault, when
+
+
+def _operation(name: str) -> Callable[[Request], bool]:
+    return lambda r: r.path.endswith("/graphql") and (r.json() or {}).get("operationName") == name
+
+
+@dataclass(frozen=True)
+class Case:
+    mode: str
+    env: dict[str, str | None]
+    arm: Callable[[Sandbox], None]
+    failure: str = ""  # empty: the run succeeds
+    gets_token: bool = True  # whether the run gets as far as a Zitadel token
+
+
+def _nothing(_: Sandbox) -> None:
+    return None
+
+
+def _confluence_401_echo(box: Sandbox) -> None:
+    fault, when = echoing(401, '{"statusCode":401,"message":"Bad credentials: {auth}","reason":"Unauthorized"}')
+    box.confluence.faults.add(r"/content/search$", fault, times=None, when=when)  # type: ignore[arg-type]
+
+
+def _graphql_echo_on_register(box: Sandbox) -> None:
+    message = "Forbidden for request with headers {authorization: {auth}}"
+    body = {
+        "data": None,
+        "errors": [
+            {
+                "message": message,
+                "path": ["contentUpsert"],
+                "extensions": {"code": "FORBIDDEN", "response": {"statusCode": 403, "message": message}},
+            }
+        ],
+    }
+    fault, when = echoing(200, json.dumps(body), _operation("ContentUpsert"))
+    box.unique.faults.add(r"/graphql$", fault, times=None, when=when)  # type: ignore[arg-type]
+
+
+def _file_diff_400_echo(box: Sandbox) -> None:
+    fault, when = echoing(400, '{"statusCode":400,"message":"rejected {auth}","error":"Bad Request"}')
+    box.unique.faults.add(r"/file-diff$", fault, times=None, when=when)  # type: ignore[arg-type]
+
+
+def _zitadel_401_echo(box: Sandbox) -> None:
+    fault, when = echoing(401, f'{{"error":"invalid_client","error_description":"{{auth}} / {ZITADEL_SECRET}"}}')
+    box.unique.faults.add(r"/oauth/v2/token$", fault, times=None, when=when)  # type: ignore[arg-type]
+
+
+BASIC = {"CONFLUENCE_PAT": None, "CONFLUENCE_USERNAME": USERNAME, "CONFLUENCE_PASSWORD": PASSWORD}
+CASES = {
+    "onprem-pat-normal-run": Case("ONPREM", {}, _nothing),
+    "cloud-normal-run": Case("CLOUD", {}, _nothing),
+    "onprem-basic-401-echoing-credentials": Case("ONPREM", BASIC, _confluence_401_echo, "HTTP 401", False),
+    "cloud-401-echoing-credentials": Case("CLOUD", {}, _confluence_401_echo, "HTTP 401", False),
+    "graphql-error-echoing-bearer-token": Case("ONPREM", {}, _graphql_echo_on_register, "failed at register"),
+    "file-diff-400-echoing-bearer-token": Case("ONPREM", {}, _file_diff_400_echo, "HTTP 400"),
+    "zitadel-401-echoing-client-secret": Case("ONPREM", {}, _zitadel_401_echo, "HTTP 401", False),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_no_secret_reaches_output_logs_errors_or_dagster_home(
+    name: str,
+    request: pytest.FixtureRequest,
+    capfd: pytest.CaptureFixture[str],
+    home: tuple[Path, dg.DagsterInstance],
+    tmp_path: Path,
+) -> None:
+    case = CASES[name]
+    dagster_home, instance = home
+    log_file = tmp_path / "debug.log"
+    box: Sandbox = request.getfixturevalue(case.mode.lower())
+    box.set_env(
+        DEBUG_MODE="true",
+        DEBUG_LOG_FILE=str(log_file),
+        UNIQUE_SERVICE_EXTRA_HEADERS=json.dumps({"x-api-key": HEADER_SECRET}),
+        **case.env,
+    )
+    box.confluence.wiki.add_space("ENG", "Engineering")
+    for n in range(3):
+        box.confluence.wiki.add_page("ENG", f"Page {n}", labels=["ai-ingest"])
+    ECHOED.clear()
+    case.arm(box)
+
+    result = confluence_sync.execute_in_process(
+        resources=resources_from_env(box.env), instance=instance, raise_on_error=False
+    )
+    tokens = list(box.unique._tokens)  # every bearer token the emulator issued in this run
+
+    assert result.success is not case.failure, failure_text(result)
+    errors = _error_texts(result)
+    assert case.failure in errors, errors
+    assert bool(tokens) is case.gets_token  # issued bearer tokens are secrets too
+    assert bool(ECHOED) is (case.arm is not _nothing) and all(ECHOED)  # the servers did send credentials back
+    secrets = STATIC_SECRETS + tokens
+    captured = capfd.readouterr()
+    output = captured.out + captured.err
+    log_text = log_file.read_text(encoding="utf-8")
+    stored = stored_bytes(dagster_home)
+    # Each scan sees real content, so an empty scan cannot pass for a clean one.
+    assert result.run_id in output and " DEBUG confluence_pipeline." in log_text and result.run_id.encode() in stored
+    leaks = {
+        "stdout/stderr": [s for s in secrets if s in output],
+        "debug log": [s for s in secrets if s in log_text],
+        "errors": [s for s in secrets if s in errors],
+        "DAGSTER_HOME": [s for s in secrets if s.encode() in stored],
+    }
+    assert leaks == {"stdout/stderr": [], "debug log": [], "errors": [], "DAGSTER_HOME": []}
+
+
+def _error_texts(result: dg.ExecuteInProcessResult) -> str:
+    """Every error Dagster recorded for the run: messages, causes and stack traces."""
+    parts = []
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data.error is not None:
+            parts.append(event.step_failure_data.error.to_string())
+            user = event.step_failure_data.user_failure_data
+            if user is not None:
+                parts.append(str(user.description))
+                parts.extend(str(v.value) for v in user.metadata.values())
+        if event.event_type_value == "RUN_FAILURE" and event.event_specific_data is not None:
+            error = getattr(event.event_specific_data, "error", None)
+            if error is not None:
+                parts.append(error.to_string())
+    return "\n".join(parts)
+
+
+# -- TLS ---------------------------------------------------------------------------------------------------
+@pytest.fixture
+def tls_unique(
+    onprem: Sandbox, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[tuple[Sandbox, trustme.CA, Path]]:
+    """The sandbox, about to get Unique over HTTPS with a certificate from a fresh private CA (see below)."""
+    for name in (
+        "NODE_EXTRA_CA_CERTS",
+        "SSL_CERT_FILE",
+        "REQUESTS_CA_BUNDLE",
+        "HTTPS_PROXY",
+        "HTTP_PROXY",
+        "ALL_PROXY",
+    ):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    ca = trustme.CA()
+    ca_pem = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_pem))
+    onprem.unique.stop()
+    yield onprem, ca, ca_pem
+
+
+def _https_unique(box: Sandbox, ca: trustme.CA, tmp_path: Path, hostname: str) -> UniqueEmulator:
+    pem = tmp_path / f"{hostname}.pem"
+    ca.issue_cert(hostname).private_key_and_cert_chain_pem.write_to_path(str(pem))
+    unique = UniqueEmulator(client_secret=ZITADEL_SECRET)
+    unique.wrap_tls(str(pem), str(pem))
+    unique.start()
+    box.unique = unique
+    scope = unique.store.add_scope("KB").id
+    box.set_env(**base_env(box.confluence, unique, scope))
+    box.confluence.wiki.add_space("ENG", "Engineering")
+    box.confluence.wiki.add_page("ENG", "Runbook", labels=["ai-ingest"])
+    assert box.env["ZITADEL_OAUTH_TOKEN_URL"].startswith("https://")
+    return unique
+
+
+def test_tls_is_verified_by_default_and_cannot_be_switched_off_from_the_environment(
+    tls_unique: tuple[Sandbox, trustme.CA, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    box, ca, _ = tls_unique
+    unique = _https_unique(box, ca, tmp_path, "127.0.0.1")
+    for name, value in {"PYTHONHTTPSVERIFY": "0", "CURL_CA_BUNDLE": "", "REQUESTS_CA_BUNDLE": ""}.items():
+        monkeypatch.setenv(name, value)  # switches other HTTP stacks honour; ours must not
+    try:
+        result = box.run_sync(expect_success=False)
+    finally:
+        unique.stop()
+
+    text = failure_text(result)
+    assert "TLS certificate verification failed" in text and "NODE_EXTRA_CA_CERTS" in text, text
+    assert unique.requests == []  # no request got past the handshake
+    assert unique_state(box) == {}
+
+
+def test_a_certificate_for_another_host_is_refused_even_from_a_trusted_ca(
+    tls_unique: tuple[Sandbox, trustme.CA, Path], tmp_path: Path
+) -> None:
+    box, ca, ca_pem = tls_unique
+    unique = _https_unique(box, ca, tmp_path, "unique.example")
+    box.set_env(NODE_EXTRA_CA_CERTS=str(ca_pem))
+    try:
+        result = box.run_sync(expect_success=False)
+    finally:
+        unique.stop()
+
+    text = failure_text(result)
+    assert "TLS certificate verification failed" in text and "127.0.0.1" in text, text
+    assert unique.requests == [] and unique_state(box) == {}
+
+
+def test_a_trusted_certificate_for_the_right_host_syncs(
+    tls_unique: tuple[Sandbox, trustme.CA, Path], tmp_path: Path
+) -> None:
+    box, ca, ca_pem = tls_unique
+    unique = _https_unique(box, ca, tmp_path, "127.0.0.1")
+    box.set_env(NODE_EXTRA_CA_CERTS=str(ca_pem))
+    try:
+        box.run_sync()
+    finally:
+        unique.stop()
+
+    assert [item.finalized for item in unique_state(box).values()] == [True]
