@@ -62,6 +62,7 @@ class BenchOptions:
     latency_ms: float = 5.0
     confluence_per_minute: int = 0  # 0 = unlimited
     unique_per_minute: int = 0
+    limits_from: str = "initial"  # the first phase the rate limits apply to (earlier ones run unlimited)
     concurrency: int = 4
     deep_trees: int = 4
     tree_share: float = 0.2  # share of pages that are descendants of the deep trees
@@ -79,6 +80,11 @@ class BenchOptions:
             raise ValueError("need at least 10 pages and at least 5 pages per space")
         if not 0 <= self.tree_share < 0.9 or not 0 < self.changed_share <= 0.5:
             raise ValueError("tree_share must be in [0, 0.9) and changed_share in (0, 0.5]")
+        if self.limits_from not in PHASES:
+            raise ValueError(f"limits_from must be one of {PHASES}, got {self.limits_from!r}")
+
+    def limited(self, phase: str) -> bool:
+        return PHASES.index(phase) >= PHASES.index(self.limits_from)
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,7 @@ class Floor:
 class PhaseResult:
     name: str
     success: bool
+    confluence_per_minute: int = 0  # the limit this phase ran with (0 = none)
     discovered: int = 0
     spaces: int = 0
     counts: dict[str, int] = field(default_factory=dict)  # new, updated, unchanged, deleted, failed, skipped
@@ -150,11 +157,26 @@ class PhaseResult:
     @property
     def per_page_pattern(self) -> int:
         """Our discovery and expansion, but one body GET per new or changed page instead of batches."""
-        return self.confluence_total - self.confluence_kinds.get("bodies", 0) + (self.floor.changed if self.floor else 0)
+        return (
+            self.confluence_total - self.confluence_kinds.get("bodies", 0) + (self.floor.changed if self.floor else 0)
+        )
 
     @property
     def pages_per_s(self) -> float:
         return self.discovered / self.wall_s if self.wall_s else 0.0
+
+    @property
+    def paced_s(self) -> float | None:
+        """requests ÷ rate: the wall time the Confluence limiter alone imposes."""
+        if not self.confluence_per_minute:
+            return None
+        return self.confluence_total / (self.confluence_per_minute / 60)
+
+    @property
+    def limiter_binds(self) -> bool:
+        """The limit, not our own work, sets the pace: requests ÷ rate is most of the run."""
+        paced = self.paced_s
+        return paced is not None and self.wall_s > 0 and paced >= 0.75 * self.wall_s
 
     @property
     def ingest_pages_per_s(self) -> float | None:
@@ -188,10 +210,41 @@ class BenchReport:
 
 # -- the synthetic wiki -----------------------------------------------------------------------------------------
 _WORDS = (
-    "deploy rollback cluster service latency budget incident runbook owner review quarterly roadmap customer "
-    "onboarding pipeline schema migration index replica backup restore alert threshold dashboard capacity "
-    "Größe Übersicht café naïve résumé 設計 運用 données équipe"
-).split()
+    "deploy",
+    "rollback",
+    "cluster",
+    "service",
+    "latency",
+    "budget",
+    "incident",
+    "runbook",
+    "owner",
+    "review",
+    "quarterly",
+    "roadmap",
+    "customer",
+    "onboarding",
+    "pipeline",
+    "schema",
+    "migration",
+    "index",
+    "replica",
+    "backup",
+    "restore",
+    "alert",
+    "threshold",
+    "dashboard",
+    "capacity",
+    "Größe",
+    "Übersicht",
+    "café",
+    "naïve",
+    "résumé",
+    "設計",
+    "運用",
+    "données",
+    "équipe",
+)
 
 
 def _paragraph(rng: random.Random) -> str:
@@ -213,7 +266,9 @@ def _fragment_pool(rng: random.Random) -> list[str]:
             rows = "".join(
                 "<tr>" + "".join(f"<td>{rng.choice(_WORDS)}</td>" for _ in range(4)) + "</tr>" for _ in range(6)
             )
-            pool.append(f"<table><tbody><tr><th>Name</th><th>Owner</th><th>State</th><th>Note</th></tr>{rows}</tbody></table>")
+            pool.append(
+                f"<table><tbody><tr><th>Name</th><th>Owner</th><th>State</th><th>Note</th></tr>{rows}</tbody></table>"
+            )
         elif kind == 3:
             code = "\n".join(f"kubectl rollout restart deploy/{rng.choice(_WORDS).lower()}" for _ in range(8))
             pool.append(
@@ -294,8 +349,15 @@ def build_wiki(options: BenchOptions) -> SyntheticWiki:
     total_bytes = 0
     counter = 0
 
-    def add(space: str, *, parent: str | None = None, labels: tuple[str, ...] = (), sync: bool = True,
-            kind: str = "page", tiny: bool = False) -> str:
+    def add(
+        space: str,
+        *,
+        parent: str | None = None,
+        labels: tuple[str, ...] = (),
+        sync: bool = True,
+        kind: str = "page",
+        tiny: bool = False,
+    ) -> str:
         nonlocal counter, total_bytes
         counter += 1
         title = f"{kind.title()} {counter:06d} {rng.choice(_WORDS)}"
@@ -369,7 +431,9 @@ def change_wiki(synthetic: SyntheticWiki, share: float) -> Change:
         space = synthetic.space_keys[i % len(synthetic.space_keys)]
         synthetic.next_no += 1
         title = f"New page {synthetic.next_no:06d}"
-        page = wiki.add_page(space, title, body=_body(rng, synthetic.pool, synthetic.next_no, title), labels=[SINGLE_LABEL])
+        page = wiki.add_page(
+            space, title, body=_body(rng, synthetic.pool, synthetic.next_no, title), labels=[SINGLE_LABEL]
+        )
         synthetic.synced.append(page.id)
         synthetic.single_only[space].append(page.id)
         per_space[space] += 1
@@ -396,15 +460,22 @@ def floor_for(wiki: Wiki, mode: str, changed: int, changed_per_space: Sequence[i
 
 
 # -- running one sync -------------------------------------------------------------------------------------------
-def connector_env(confluence: ConfluenceEmulator, unique: UniqueEmulator, options: BenchOptions, scope_id: str) -> dict[str, str]:
+def connector_env(
+    confluence: ConfluenceEmulator,
+    unique: UniqueEmulator,
+    options: BenchOptions,
+    scope_id: str,
+    *,
+    limited: bool = True,
+) -> dict[str, str]:
     env = {
         "CONFLUENCE_INSTANCE_TYPE": options.mode,
         "CONFLUENCE_URL": confluence.base_url,
-        "CONFLUENCE_TOKENS_PER_MINUTE": str(options.confluence_per_minute),
+        "CONFLUENCE_TOKENS_PER_MINUTE": str(options.confluence_per_minute if limited else 0),
         "UNIQUE_INGESTION_URL": unique.ingestion_url,
         "UNIQUE_INGESTION_URL_GRAPHQL": unique.graphql_url,
         "UNIQUE_SERVICE_AUTH_MODE": "external",
-        "UNIQUE_TOKENS_PER_MINUTE": str(options.unique_per_minute),
+        "UNIQUE_TOKENS_PER_MINUTE": str(options.unique_per_minute if limited else 0),
         "UNIQUE_CONCURRENCY": str(options.concurrency),
         "UNIQUE_SCOPE_ID": scope_id,
         "ZITADEL_OAUTH_TOKEN_URL": unique.token_url,
@@ -635,6 +706,7 @@ def run_phase(
     result = PhaseResult(
         name,
         success=False,
+        confluence_per_minute=int(env.get("CONFLUENCE_TOKENS_PER_MINUTE", "0")),
         confluence_kinds=kinds,
         unique_seen=seen,
         delete_ids=deletes,
@@ -675,27 +747,43 @@ def run_benchmark(options: BenchOptions, *, out: Any = None) -> BenchReport:
     (home / "dagster.yaml").write_text(shipped.read_text("utf-8") if shipped.exists() else "", "utf-8")
     phases: list[PhaseResult] = []
     try:
-        with ConfluenceEmulator(options.mode, pat=PAT, cloud_user=CLOUD_USER, cloud_token=CLOUD_TOKEN,
-                                wiki=synthetic.wiki) as confluence, \
-                UniqueEmulator(client_id=ZITADEL_CLIENT, client_secret=ZITADEL_SECRET,
-                               project_id=ZITADEL_PROJECT) as unique:
+        with (
+            ConfluenceEmulator(
+                options.mode, pat=PAT, cloud_user=CLOUD_USER, cloud_token=CLOUD_TOKEN, wiki=synthetic.wiki
+            ) as confluence,
+            UniqueEmulator(
+                client_id=ZITADEL_CLIENT, client_secret=ZITADEL_SECRET, project_id=ZITADEL_PROJECT
+            ) as unique,
+        ):
             confluence.faults.latency = unique.faults.latency = options.latency_ms / 1000
             scope_id = unique.store.add_scope("Confluence KB").id if options.single_scope else ""
-            env = connector_env(confluence, unique, options, scope_id)
+            envs = {
+                phase: connector_env(confluence, unique, options, scope_id, limited=options.limited(phase))
+                for phase in PHASES
+            }
             per_space = Counter(synthetic.wiki.pages[i].space_key for i in synthetic.synced)
             plan: list[tuple[str, Floor]] = [
-                ("initial", floor_for(synthetic.wiki, options.mode, len(synthetic.synced),
-                                      [per_space[k] for k in synthetic.space_keys])),
+                (
+                    "initial",
+                    floor_for(
+                        synthetic.wiki,
+                        options.mode,
+                        len(synthetic.synced),
+                        [per_space[k] for k in synthetic.space_keys],
+                    ),
+                ),
                 ("no-change", floor_for(synthetic.wiki, options.mode, 0, [])),
             ]
             for name, floor in plan:
-                phases.append(run_phase(name, confluence, unique, env, home, floor, options, workdir))
+                phases.append(run_phase(name, confluence, unique, envs[name], home, floor, options, workdir))
                 say(_progress(phases[-1]))
                 if not phases[-1].success:
                     return BenchReport(options, described, phases)
             change = change_wiki(synthetic, options.changed_share)
             floor = floor_for(synthetic.wiki, options.mode, change.edited + change.added, change.changed_per_space)
-            phases.append(run_phase("1% changed", confluence, unique, env, home, floor, options, workdir))
+            phases.append(
+                run_phase("1% changed", confluence, unique, envs["1% changed"], home, floor, options, workdir)
+            )
             say(_progress(phases[-1]))
     finally:
         if options.keep_home or options.profile:
@@ -753,7 +841,10 @@ def format_table(report: BenchReport) -> str:
     row("Confluence total", [_fmt(p.confluence_total) for p in phases])
     row(
         "floor: discovery+descendants+bodies",
-        [f"{p.floor.discovery}+{p.floor.descendants}+{p.floor.bodies}={p.floor.total}" if p.floor else "–" for p in phases],
+        [
+            f"{p.floor.discovery}+{p.floor.descendants}+{p.floor.bodies}={p.floor.total}" if p.floor else "–"
+            for p in phases
+        ],
     )
     row("ratio actual/floor", [_fmt(p.ratio, 2) for p in phases])
     row("  per-space body floor Σ⌈K_s/50⌉", [_fmt(p.floor.bodies_per_space) if p.floor else "–" for p in phases])
@@ -765,25 +856,38 @@ def format_table(report: BenchReport) -> str:
     row("wall s (run)", [_fmt(p.wall_s, 2) for p in phases])
     row("wall s (process incl. start-up)", [_fmt(p.process_s, 2) for p in phases])
     row("pages/s (discovered ÷ run wall)", [_fmt(p.pages_per_s, 0) for p in phases])
-    row("  s in ingest_and_delete / other steps", [
-        f"{p.step_seconds.get('ingest_and_delete', 0.0):.1f} / "
-        f"{sum(v for k, v in p.step_seconds.items() if k != 'ingest_and_delete'):.1f}" for p in phases
-    ])
+    row(
+        "  s in ingest_and_delete / other steps",
+        [
+            f"{p.step_seconds.get('ingest_and_delete', 0.0):.1f} / "
+            f"{sum(v for k, v in p.step_seconds.items() if k != 'ingest_and_delete'):.1f}"
+            for p in phases
+        ],
+    )
     row("  written pages/s inside ingest steps", [_fmt(p.ingest_pages_per_s, 0) for p in phases])
-    if options.confluence_per_minute:
-        rate = options.confluence_per_minute / 60
-        row("Confluence requests ÷ rate (s)", [_fmt(p.confluence_total / rate, 2) for p in phases])
-        row("  run wall ÷ (requests ÷ rate)", [_fmt(p.wall_s / (p.confluence_total / rate), 2) for p in phases])
-        row("  Confluence span ÷ ((requests-1) ÷ rate)", [
-            _fmt(p.confluence_span_s / max(1e-9, (p.confluence_total - 1) / rate), 2) for p in phases
-        ])
+    if any(p.confluence_per_minute for p in phases):
+        row(
+            "CONFLUENCE_TOKENS_PER_MINUTE",
+            [_fmt(p.confluence_per_minute) if p.confluence_per_minute else "–" for p in phases],
+        )
+        row("Confluence requests ÷ rate (s)", [_fmt(p.paced_s, 2) for p in phases])
+        row("  run wall ÷ (requests ÷ rate)", [_fmt(p.wall_s / p.paced_s, 2) if p.paced_s else "–" for p in phases])
+        row(
+            "  first→last request ÷ ((requests-1) ÷ rate)",
+            [
+                _fmt(p.confluence_span_s / ((p.confluence_total - 1) / (p.confluence_per_minute / 60)), 2)
+                if p.confluence_per_minute and p.confluence_total > 1
+                else "–"
+                for p in phases
+            ],
+        )
     row("CPU s: job process / emulators", [f"{_fmt(p.job_cpu_s, 1)} / {_fmt(p.emulator_cpu_s, 1)}" for p in phases])
     row("peak RSS MB (job process)", [_fmt(p.peak_rss_mb, 0) for p in phases])
     width = max(len(label) for label, _ in rows) + 2
     col = max(14, *(len(v) + 2 for _, values in rows for v in values))
     wiki = report.wiki
-    limits = (
-        f"Confluence {options.confluence_per_minute or '∞'}/min, Unique {options.unique_per_minute or '∞'}/min"
+    limits = f"Confluence {options.confluence_per_minute or '∞'}/min, Unique {options.unique_per_minute or '∞'}/min" + (
+        f" from the {options.limits_from} sync on" if options.limits_from != "initial" else ""
     )
     header = [
         f"confluence_sync benchmark: {options.mode}, N={wiki['synced_pages']:,} pages "
@@ -841,7 +945,8 @@ def check_targets(report: BenchReport) -> list[str]:
         )
     initial = phases.get("initial")
     if initial and initial.success:
-        target = options.latency_ms == 5 and not options.confluence_per_minute and not options.unique_per_minute
+        unlimited = not options.limited("initial") or not (options.confluence_per_minute or options.unique_per_minute)
+        target = options.latency_ms == 5 and unlimited
         text = (
             f"initial: {initial.pages_per_s:.0f} pages/s at UNIQUE_CONCURRENCY={options.concurrency} "
             f"(target ≥ 200 with 5 ms latency, no limits)"
@@ -853,16 +958,19 @@ def check_targets(report: BenchReport) -> list[str]:
     peak = max((p.peak_rss_mb or 0.0) for p in report.phases)
     if peak:
         out.append(f"[info] peak RSS {peak:.0f} MB at {report.wiki['synced_pages']:,} pages (target ≤ 300 MB at 100k)")
-    if options.confluence_per_minute:
-        rate = options.confluence_per_minute / 60
-        for phase in report.phases:
-            if phase.success and phase.confluence_total:
-                ideal = phase.confluence_total / rate
-                verdict(
-                    abs(phase.wall_s / ideal - 1) <= 0.1,
-                    f"{phase.name}: run wall {phase.wall_s:.1f} s vs requests÷rate {ideal:.1f} s "
-                    f"(Confluence span {phase.confluence_span_s:.1f} s; within 10% when the limiter binds)",
-                )
+    for phase in report.phases:
+        paced = phase.paced_s
+        if not phase.success or paced is None:
+            continue
+        text = (
+            f"{phase.name}: run wall {phase.wall_s:.1f} s vs requests÷rate {paced:.1f} s "
+            f"(first→last Confluence request {phase.confluence_span_s:.1f} s); target: within 10% when the "
+            "limiter binds"
+        )
+        if phase.limiter_binds:
+            verdict(abs(phase.wall_s / paced - 1) <= 0.1, text)
+        else:
+            out.append(f"[n/a] {text}; here it does not bind (requests÷rate < 75% of the run)")
     return out
 
 
@@ -886,6 +994,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=float, default=5.0, help="emulator latency per request (default 5)")
     parser.add_argument("--confluence-rpm", type=int, default=0, help="CONFLUENCE_TOKENS_PER_MINUTE (0 = off)")
     parser.add_argument("--unique-rpm", type=int, default=0, help="UNIQUE_TOKENS_PER_MINUTE (0 = off)")
+    parser.add_argument(
+        "--limits-from", choices=PHASES, default="initial", help="first sync the rate limits apply to (default initial)"
+    )
     parser.add_argument("-c", "--concurrency", type=int, default=4, help="UNIQUE_CONCURRENCY (default 4)")
     parser.add_argument("--deep-trees", type=int, default=4, help="deep ai-ingest-all trees (default 4)")
     parser.add_argument("--tree-share", type=float, default=0.2, help="share of pages in deep trees (default 0.2)")
@@ -904,6 +1015,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         latency_ms=args.latency_ms,
         confluence_per_minute=args.confluence_rpm,
         unique_per_minute=args.unique_rpm,
+        limits_from=args.limits_from,
         concurrency=args.concurrency,
         deep_trees=args.deep_trees,
         tree_share=args.tree_share,

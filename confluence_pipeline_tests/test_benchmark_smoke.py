@@ -8,14 +8,22 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.sync_bench import PHASES, BenchOptions, BenchReport, PhaseResult, check_targets, format_table, run_benchmark
+from benchmarks.sync_bench import (
+    PHASES,
+    BenchOptions,
+    BenchReport,
+    PhaseResult,
+    check_targets,
+    format_table,
+    run_benchmark,
+)
 
 WRITE_ROUTES = ("graphql ContentUpsert", "PUT upload", "graphql ContentDeleteByContentIds")
 
 
 def _run(mode: str, *, isolate: bool) -> BenchReport:
     options = BenchOptions(
-        pages=120, spaces=3, mode=mode, latency_ms=0, deep_trees=2, tree_share=0.25, concurrency=4, isolate=isolate
+        pages=120, spaces=2, mode=mode, latency_ms=0, deep_trees=2, tree_share=0.25, concurrency=4, isolate=isolate
     )
     report = run_benchmark(options)
     failed = [f"{p.name}: {p.error}" for p in report.phases if not p.success]
@@ -49,8 +57,8 @@ def _assert_three_syncs(report: BenchReport) -> None:
     for phase in report.phases:
         _assert_confluence_at_floor(phase)
         _assert_counts_agree(phase)
-        assert phase.spaces == 3
-        assert phase.unique["POST file-diff"] == 3  # one file-diff per space, whatever changed
+        assert phase.spaces == 2
+        assert phase.unique["POST file-diff"] == 2  # one file-diff per space, whatever changed
 
     assert initial.counts["new"] == initial.discovered == pages
     assert initial.unique["graphql ContentUpsert"] == 2 * pages

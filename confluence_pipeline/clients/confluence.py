@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from confluence_pipeline.clients.errors import RemoteHttpError, RemoteNotFound, UnexpectedResponse
 from confluence_pipeline.clients.transport import HttpApi, RetryPolicy
@@ -80,14 +80,9 @@ class _Content(_Wire):
     version: _Version | None = None
     metadata: _Metadata = _Metadata()
     body: _Body | None = None
-    links: _Links = _Links()
+    links: _Links = Field(default_factory=_Links, alias="_links")
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
-
-    def __init__(self, **data: Any) -> None:
-        if "_links" in data:
-            data["links"] = data.pop("_links")
-        super().__init__(**data)
 
 
 class SearchPage(BaseModel):
@@ -116,10 +111,6 @@ class ConfluenceClient(ABC):
     @abstractmethod
     def web_url(self, content: dict[str, Any], page_id: str) -> str:
         """Human-facing link to a page."""
-
-    @abstractmethod
-    def instance_id(self) -> str:
-        """The server id (DC applinks manifest) or cloud id (tenant_info)."""
 
     # -- shared ---------------------------------------------------------------------------------
     def _get_search(self, url: str, params: dict[str, Any] | None) -> SearchPage:
@@ -193,25 +184,13 @@ class ConfluenceClient(ABC):
     def page_ref(self, item: dict[str, Any]) -> PageRef | None:
         """Parse one search result; None for types we do not sync or non-current content."""
         try:
-            content = _Content(**item)
+            content = _Content.model_validate(item)
         except ValidationError as exc:
-            raise UnexpectedResponse(
-                system="confluence",
-                method="GET",
-                route="GET content/search",
-                status=200,
-                detail=f"a search result is missing fields: {_short_errors(exc)}",
-            ) from exc
+            raise _malformed(f"a search result is missing fields: {_short_errors(exc)}") from exc
         if content.type not in SYNCABLE_TYPES or content.status != "current":
             return None
         if content.space is None or content.version is None:
-            raise UnexpectedResponse(
-                system="confluence",
-                method="GET",
-                route="GET content/search",
-                status=200,
-                detail=f"content {content.id} came back without space or version expanded",
-            )
+            raise _malformed(f"content {content.id} came back without space or version expanded")
         space = SpaceRef(
             id=str(content.space.id), key=content.space.key, name=content.space.name, type=content.space.type
         )
@@ -240,13 +219,7 @@ class ConfluenceClient(ABC):
             return None
         storage = ((item.get("body") or {}).get("storage") or {}).get("value")
         if not isinstance(storage, str):
-            raise UnexpectedResponse(
-                system="confluence",
-                method="GET",
-                route="GET content/search",
-                status=200,
-                detail=f"content {ref.id} came back without body.storage",
-            )
+            raise _malformed(f"content {ref.id} came back without body.storage")
         return PageBody(page=ref, storage=storage)
 
     def space_visible(self, space_key: str) -> bool:
@@ -291,24 +264,6 @@ class OnPremConfluenceClient(ConfluenceClient):
 
     def web_url(self, content: dict[str, Any], page_id: str) -> str:
         return f"{self.settings.base_url}/pages/viewpage.action?pageId={page_id}"
-
-    def instance_id(self) -> str:
-        payload = self.api.json(
-            "GET",
-            f"{self.settings.base_url}/rest/applinks/1.0/manifest",
-            route="GET applinks manifest",
-            headers={"Accept": "application/json"},
-            auth=None,
-        )
-        if not isinstance(payload, dict) or not payload.get("id"):
-            raise UnexpectedResponse(
-                system="confluence",
-                method="GET",
-                route="GET applinks manifest",
-                status=200,
-                detail="the applinks manifest has no id",
-            )
-        return str(payload["id"])
 
 
 class CloudConfluenceClient(ConfluenceClient):
@@ -363,20 +318,6 @@ class CloudConfluenceClient(ConfluenceClient):
                     bodies[body.page.id] = body
         return bodies.get(page_id)
 
-    def instance_id(self) -> str:
-        payload = self.api.json(
-            "GET", f"{self.settings.base_url}/_edge/tenant_info", route="GET tenant_info", auth=None
-        )
-        if not isinstance(payload, dict) or not payload.get("cloudId"):
-            raise UnexpectedResponse(
-                system="confluence",
-                method="GET",
-                route="GET tenant_info",
-                status=200,
-                detail="tenant_info has no cloudId",
-            )
-        return str(payload["cloudId"])
-
 
 class BearerAuth(httpx.Auth):
     """`Authorization: Bearer <token>` as an httpx auth, so a request can opt out with auth=None."""
@@ -394,13 +335,7 @@ class BearerAuth(httpx.Auth):
 
 def _parse_search_page(payload: Any, url: str) -> SearchPage:
     if not isinstance(payload, dict) or not isinstance(payload.get("results"), list):
-        raise UnexpectedResponse(
-            system="confluence",
-            method="GET",
-            route="GET content/search",
-            status=200,
-            detail="the search response has no results list",
-        )
+        raise _malformed("the search response has no results list")
     if not all(isinstance(item, dict) for item in payload["results"]):
         raise _malformed("a search result is not a JSON object")
     links = payload.get("_links") or {}

@@ -141,6 +141,7 @@ def test_500_on_large_pages_shrinks_the_page_size_and_skips_nothing(sandbox: San
 
 def test_a_request_that_times_out_is_retried_and_converges(onprem: Sandbox) -> None:
     prepare_pending_changes(onprem)
+    onprem.set_env(HTTP_TIMEOUT_SECONDS="2")
     # The server holds the first discovery request past HTTP_TIMEOUT_SECONDS=2, then hangs up.
     onprem.confluence.faults.add(r"/content/search$", Fault(delay=2.5, drop=True), when=_is_discovery)
 

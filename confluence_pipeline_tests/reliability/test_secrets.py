@@ -68,7 +68,9 @@ def home(tmp_path: Path) -> Iterator[tuple[Path, dg.DagsterInstance]]:
 ECHOED: list[str] = []  # the credentials the echoing faults below sent back, for the test to check
 
 
-def echoing(status: int, template: str, predicate: Callable[[Request], bool] = lambda _: True) -> tuple[Fault, object]:
+def echoing(
+    status: int, template: str, predicate: Callable[[Request], bool] = lambda _: True
+) -> tuple[Fault, Callable[[Request], bool]]:
     """A fault whose body repeats the request's Authorization header wherever `template` says `{auth}`."""
     fault = Fault(status, dict(JSON), b"")
 
@@ -102,7 +104,7 @@ def _nothing(_: Sandbox) -> None:
 
 def _confluence_401_echo(box: Sandbox) -> None:
     fault, when = echoing(401, '{"statusCode":401,"message":"Bad credentials: {auth}","reason":"Unauthorized"}')
-    box.confluence.faults.add(r"/content/search$", fault, times=None, when=when)  # type: ignore[arg-type]
+    box.confluence.faults.add(r"/content/search$", fault, times=None, when=when)
 
 
 def _graphql_echo_on_register(box: Sandbox) -> None:
@@ -118,17 +120,17 @@ def _graphql_echo_on_register(box: Sandbox) -> None:
         ],
     }
     fault, when = echoing(200, json.dumps(body), _operation("ContentUpsert"))
-    box.unique.faults.add(r"/graphql$", fault, times=None, when=when)  # type: ignore[arg-type]
+    box.unique.faults.add(r"/graphql$", fault, times=None, when=when)
 
 
 def _file_diff_400_echo(box: Sandbox) -> None:
     fault, when = echoing(400, '{"statusCode":400,"message":"rejected {auth}","error":"Bad Request"}')
-    box.unique.faults.add(r"/file-diff$", fault, times=None, when=when)  # type: ignore[arg-type]
+    box.unique.faults.add(r"/file-diff$", fault, times=None, when=when)
 
 
 def _zitadel_401_echo(box: Sandbox) -> None:
     fault, when = echoing(401, f'{{"error":"invalid_client","error_description":"{{auth}} / {ZITADEL_SECRET}"}}')
-    box.unique.faults.add(r"/oauth/v2/token$", fault, times=None, when=when)  # type: ignore[arg-type]
+    box.unique.faults.add(r"/oauth/v2/token$", fault, times=None, when=when)
 
 
 BASIC = {"CONFLUENCE_PAT": None, "CONFLUENCE_USERNAME": USERNAME, "CONFLUENCE_PASSWORD": PASSWORD}

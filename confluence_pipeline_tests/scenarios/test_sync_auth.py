@@ -40,7 +40,9 @@ def test_cloud_through_site_and_gateway(cloud: Sandbox) -> None:
     cloud.set_env(CONFLUENCE_CLOUD_ID=cloud.confluence.cloud_id, CONFLUENCE_CLOUD_API_URL=cloud.confluence.gateway_url)
     cloud.run_sync()
     searches = [r for r in cloud.confluence.requests if "/content/search" in r.path]
-    assert searches and all(r.path.startswith(f"/ex/confluence/{cloud.confluence.cloud_id}/wiki/rest/api/") for r in searches)
+    assert searches and all(
+        r.path.startswith(f"/ex/confluence/{cloud.confluence.cloud_id}/wiki/rest/api/") for r in searches
+    )
     assert cloud.key_of(page_id) in cloud.stored()
 
 

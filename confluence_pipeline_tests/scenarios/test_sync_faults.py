@@ -44,8 +44,9 @@ def test_a_page_whose_body_cannot_be_fetched_fails_alone(onprem: Sandbox) -> Non
     for page_id in ids:
         onprem.confluence.wiki.update_page(page_id, body=f"<p>v2 {page_id}</p>")
     bad = ids[2]
-    onprem.confluence.faults.add(r"/content/search$", Fault(500, JSON, b'{"message":"batch"}'), times=None,
-                                 when=_is_body_batch)
+    onprem.confluence.faults.add(
+        r"/content/search$", Fault(500, JSON, b'{"message":"batch"}'), times=None, when=_is_body_batch
+    )
     onprem.confluence.faults.add(rf"/content/{bad}$", Fault(500, JSON, b'{"message":"broken page"}'), times=None)
 
     result = onprem.run_sync(expect_success=False)

@@ -544,10 +544,11 @@ class QuietJsonApp(JsonApp):
 
 def test_a_read_timeout_is_retried_over_a_real_socket() -> None:
     with QuietJsonApp() as server:
-        server.faults.add(r"^/slow$", Fault(delay=0.5))
-        with HttpApi(system="unique", base_url=server.url, timeout=httpx.Timeout(0.2), sleep=lambda _: None) as api:
+        server.faults.add(r"^/slow$", Fault(delay=1.0))
+        with HttpApi(system="unique", base_url=server.url, timeout=httpx.Timeout(0.3), sleep=lambda _: None) as api:
             assert api.json("GET", "/slow", route="GET slow") == {"path": "/slow"}
-            assert api.counter.retries == 1
+            # At least the slow attempt was retried; a loaded machine may time out a fast one too.
+            assert api.counter.retries >= 1
 
 
 class ForwardingProxy(EmulatorServer):

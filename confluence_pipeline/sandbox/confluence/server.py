@@ -718,8 +718,11 @@ class ConfluenceEmulator(EmulatorServer):
         }
         content: dict[str, Any] = {"id": page.id, "type": page.type, "status": page.status, "title": page.title}
 
+        # `space` is wanted for `space` and for `space.homepage`: the first segment of every expansion decides.
+        wanted = {e.split(".", 1)[0] for e in expand}
+
         def wants(name: str) -> bool:
-            return name in expand or any(e.startswith(name + ".") for e in expand)
+            return name in wanted
 
         if wants("space"):
             content["space"] = self._space(space)
