@@ -16,6 +16,7 @@ from dagster._utils.schedules import is_valid_cron_string
 from confluence_pipeline.jobs.runtime import IN_PROGRESS
 from confluence_pipeline.jobs.sync import JOB_NAME as SYNC_JOB_NAME
 from confluence_pipeline.jobs.sync import confluence_sync
+from confluence_pipeline.settings import LoadTimeConfigurationError
 
 SCHEDULE_NAME = "confluence_sync_schedule"
 DEFAULT_CRON = "0 1 * * *"
@@ -23,7 +24,7 @@ DEFAULT_TIMEZONE = "UTC"
 TRIGGER_TAG = "confluence_pipeline/trigger"
 
 
-class ScheduleConfigurationError(ValueError):
+class ScheduleConfigurationError(LoadTimeConfigurationError):
     """CRON_SCHEDULE or CRON_TIMEZONE is invalid; the message names the variable."""
 
 

@@ -38,7 +38,7 @@ from confluence_pipeline.domain.timefmt import cql_datetime
 from confluence_pipeline.jobs.sync import confluence_sync
 from confluence_pipeline.resources import ConfluenceResource, SyncOptionsResource, UniqueResource, load_run_settings
 from confluence_pipeline.schedules import TRIGGER_TAG, sync_in_progress
-from confluence_pipeline.settings import ConfigurationError, Settings
+from confluence_pipeline.settings import ConfigurationError, LoadTimeConfigurationError, Settings
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ SENSOR_RETRY = RetryPolicy(attempts=2, backoff_initial=0.5, backoff_max=2.0, ret
 SENSOR_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 
 
-class SensorConfigurationError(ValueError):
+class SensorConfigurationError(LoadTimeConfigurationError):
     """CHANGE_SENSOR_INTERVAL_SECONDS is invalid; the message names the variable."""
 
 

@@ -29,6 +29,10 @@ class ConfigurationError(ValueError):
         super().__init__(f"Invalid configuration ({len(lines)} bad {noun}):\n" + "\n".join(lines))
 
 
+class LoadTimeConfigurationError(ValueError):
+    """A variable read when the code location loads (schedule, sensors) is invalid; names the variable."""
+
+
 @dataclass(frozen=True)
 class HttpSettings:
     """Patience towards both remote systems."""

@@ -117,6 +117,22 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
+_SHARED_LIMITERS: dict[tuple[str, str, int], RateLimiter] = {}
+_SHARED_LIMITERS_LOCK = threading.Lock()
+
+
+def shared_limiter(system: str, base_url: str, per_minute: int | None) -> RateLimiter:
+    """The process-wide limiter for one remote system at one rate (an unlimited one is never shared)."""
+    if not per_minute:
+        return RateLimiter(per_minute)
+    key = (system, base_url.rstrip("/"), per_minute)
+    with _SHARED_LIMITERS_LOCK:
+        limiter = _SHARED_LIMITERS.get(key)
+        if limiter is None:
+            limiter = _SHARED_LIMITERS[key] = RateLimiter(per_minute)
+        return limiter
+
+
 class HttpApi:
     """One remote system's HTTP API: a pooled httpx client plus pacing, retries, counting and error mapping."""
 
@@ -140,7 +156,11 @@ class HttpApi:
         self.system = system
         self.retry = retry
         self.counter = RequestCounter()
-        self.limiter = RateLimiter(per_minute)
+        # Every op of a run builds its own clients: a limiter per client would hand each op a full bucket, so
+        # consecutive ops could burst past the per-second and per-minute promises. Real servers share one
+        # (an injected transport means a test, which gets its own).
+        shared = transport is None
+        self.limiter = shared_limiter(system, base_url, per_minute) if shared else RateLimiter(per_minute)
         self._sleep = sleep
         self._log = logger or logging.getLogger(__name__)
         self._secrets_lock = threading.Lock()
