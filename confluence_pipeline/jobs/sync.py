@@ -14,7 +14,7 @@ from confluence_pipeline.clients.errors import RemoteError
 from confluence_pipeline.domain.guards import GuardTripped, check_discovery
 from confluence_pipeline.domain.keys import mapping_keys, partial_key
 from confluence_pipeline.domain.models import PageRef, SpaceRef
-from confluence_pipeline.jobs.runtime import WRITER_TAG, op_runtime, refuse_concurrent_sync
+from confluence_pipeline.jobs.runtime import WRITER_TAG, OpRuntime, op_runtime, refuse_concurrent_sync
 from confluence_pipeline.resources import ConfluenceResource, SyncOptionsResource, UniqueResource
 from confluence_pipeline.sync import discovery as discovery_stage
 from confluence_pipeline.sync.reports import COUNT_FIELDS, PageFailure, SpaceReport, SyncTotals
@@ -379,10 +379,10 @@ def confluence_sync() -> None:
 
 
 # -- helpers ----------------------------------------------------------------------------------------
-def _targets(rt: object) -> TargetScopes:
-    settings = rt.settings  # type: ignore[attr-defined]
+def _targets(rt: OpRuntime) -> TargetScopes:
+    settings = rt.settings
     return TargetScopes(
-        rt.unique,  # type: ignore[attr-defined]
+        rt.unique,
         scope_id=settings.unique.scope_id,
         template=settings.unique.scope_path_template,
         source_name=settings.confluence.base_url,

@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -242,12 +242,7 @@ class EmulatorServer:
 
     def requests_to(self, path_regex: str, method: str | None = None) -> list[RecordedRequest]:
         pattern = re.compile(path_regex)
-        return [
-            r for r in self.requests if pattern.search(r.path) and (method is None or r.method == method.upper())
-        ]
-
-    def iter_requests(self) -> Iterator[RecordedRequest]:
-        return iter(self.requests)
+        return [r for r in self.requests if pattern.search(r.path) and (method is None or r.method == method.upper())]
 
     def _record(self, request: Request) -> RecordedRequest:
         headers = {k: (REDACTED if k in SECRET_HEADERS else v) for k, v in request.headers.items()}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass
 
 from confluence_pipeline.clients.confluence import ConfluenceClient
 from confluence_pipeline.domain.cql import ANCESTOR_BATCH, batched, descendants_cql, discovery_cql
@@ -15,21 +14,6 @@ log = logging.getLogger(__name__)
 
 def syncable_space_types(platform: Platform) -> frozenset[str]:
     return frozenset({"global", "collaboration"}) if platform is Platform.CLOUD else frozenset({"global"})
-
-
-@dataclass(frozen=True)
-class Discovery:
-    """Discovered pages (deduplicated, sorted by id) and how they were found."""
-
-    pages: tuple[PageRef, ...]
-    labelled: int
-    descendants: int
-    roots: tuple[str, ...]
-    skipped: int  # results outside syncable spaces or outside the run's space restriction
-
-    @property
-    def space_keys(self) -> list[str]:
-        return sorted({page.space.key for page in self.pages})
 
 
 def _admit(page: PageRef, space_types: Collection[str], only_spaces: Collection[str]) -> bool:
@@ -74,17 +58,6 @@ def expand_descendants(
                 pages[page.id] = page
                 added += 1
     return pages, added
-
-
-def discover(
-    client: ConfluenceClient, single_label: str, all_label: str, *, only_spaces: Collection[str] = ()
-) -> Discovery:
-    labelled, roots, skipped = discover_labelled(client, single_label, all_label, only_spaces=only_spaces)
-    log.info("Discovery: %d labelled pages, %d of them %s roots", len(labelled), len(roots), all_label)
-    everything, added = expand_descendants(client, roots, labelled, only_spaces=only_spaces)
-    log.info("Expansion: %d descendants added, %d pages in total", added, len(everything))
-    ordered = tuple(sorted(everything.values(), key=lambda p: _numeric(p.id)))
-    return Discovery(pages=ordered, labelled=len(labelled), descendants=added, roots=tuple(roots), skipped=skipped)
 
 
 def _numeric(page_id: str) -> tuple[int, str]:

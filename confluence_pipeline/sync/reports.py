@@ -67,8 +67,3 @@ class SyncTotals:
             system, _, name = route.partition(":")
             target = self.confluence_requests if system == "confluence" else self.unique_requests
             target[name] += count
-
-
-def prefixed(system: str, counts: Mapping[str, int]) -> Counter[str]:
-    """Request counters keyed "<system>:<route>" so several systems fit one Counter."""
-    return Counter({f"{system}:{route}": n for route, n in counts.items()})

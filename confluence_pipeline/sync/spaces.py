@@ -12,7 +12,7 @@ from confluence_pipeline.clients.unique import UniqueClient
 from confluence_pipeline.domain.cql import space_labelled_cql
 from confluence_pipeline.domain.diff import FileDiff, file_list, plan_space
 from confluence_pipeline.domain.guards import GuardTripped, check_space_diff, should_clean_up_space
-from confluence_pipeline.domain.keys import content_key, partial_key
+from confluence_pipeline.domain.keys import partial_key
 from confluence_pipeline.domain.models import PageRef, SpaceRef
 from confluence_pipeline.sync.ingestion import ingest_pages
 from confluence_pipeline.sync.reports import PageFailure, SpaceReport
@@ -189,7 +189,3 @@ def delete_content(
 
 def _page_of(key: str) -> str:
     return key.rsplit("/", 1)[-1]
-
-
-def stored_key(space: SpaceRef, page: PageRef) -> str:
-    return content_key(space, page.id)
