@@ -995,7 +995,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--confluence-rpm", type=int, default=0, help="CONFLUENCE_TOKENS_PER_MINUTE (0 = off)")
     parser.add_argument("--unique-rpm", type=int, default=0, help="UNIQUE_TOKENS_PER_MINUTE (0 = off)")
     parser.add_argument(
-        "--limits-from", choices=PHASES, default="initial", help="first sync the rate limits apply to (default initial)"
+        "--limits-from",
+        choices=["initial", "no-change", "changed"],
+        default="initial",
+        help="first sync the rate limits apply to (default initial)",
     )
     parser.add_argument("-c", "--concurrency", type=int, default=4, help="UNIQUE_CONCURRENCY (default 4)")
     parser.add_argument("--deep-trees", type=int, default=4, help="deep ai-ingest-all trees (default 4)")
@@ -1015,7 +1018,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         latency_ms=args.latency_ms,
         confluence_per_minute=args.confluence_rpm,
         unique_per_minute=args.unique_rpm,
-        limits_from=args.limits_from,
+        limits_from="1% changed" if args.limits_from == "changed" else args.limits_from,
         concurrency=args.concurrency,
         deep_trees=args.deep_trees,
         tree_share=args.tree_share,
