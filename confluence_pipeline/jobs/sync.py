@@ -75,6 +75,14 @@ class StageRequests:
     requests: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class RunInfo:
+    """What the later ops need of the run's start, without the page list (it can be 100k pages)."""
+
+    options: RunOptions
+    requests: dict[str, int]  # discovery, expansion and planning
+
+
 @dg.op(tags={"kind": "confluence"})
 def discover_labelled_pages(
     context: dg.OpExecutionContext,
@@ -130,14 +138,14 @@ def expand_descendants(
     return DiscoveredPages(labelled.options, ordered, len(labelled.pages), added, labelled.skipped, dict(requests))
 
 
-@dg.op(out={"spaces": dg.DynamicOut(SpaceWork), "plan_requests": dg.Out(StageRequests)}, tags={"kind": "unique"})
+@dg.op(out={"spaces": dg.DynamicOut(SpaceWork), "run_info": dg.Out(RunInfo)}, tags={"kind": "unique"})
 def plan_spaces(
     context: dg.OpExecutionContext,
     discovered: DiscoveredPages,
     confluence: ConfluenceResource,
     unique: UniqueResource,
     sync_options: SyncOptionsResource,
-) -> Iterator[dg.DynamicOutput[SpaceWork] | dg.Output[StageRequests]]:
+) -> Iterator[dg.DynamicOutput[SpaceWork] | dg.Output[RunInfo]]:
     """Group pages per space, find spaces Unique holds that discovery no longer sees, check the global guard."""
     with op_runtime(context, confluence, unique, sync_options) as rt:
         by_space: dict[str, list[PageRef]] = {}
@@ -173,7 +181,9 @@ def plan_spaces(
             f"({', '.join(v.space_key for v in vanished) or 'none'})"
         )
         requests = rt.request_counts()
-    yield dg.Output(StageRequests(requests), "plan_requests")
+    totals = Counter(discovered.requests)
+    totals.update(requests)
+    yield dg.Output(RunInfo(discovered.options, dict(totals)), "run_info")
     for work in works:
         yield dg.DynamicOutput(work, mapping_key=keys[work.space.key], output_name="spaces")
 
@@ -217,7 +227,7 @@ def diff_space_op(
 def check_guards(
     context: dg.OpExecutionContext,
     diffs: list[SpaceDiff],
-    discovered: DiscoveredPages,
+    run_info: RunInfo,
     confluence: ConfluenceResource,
     unique: UniqueResource,
     sync_options: SyncOptionsResource,
@@ -231,7 +241,7 @@ def check_guards(
             metadata={"guarded_spaces": ", ".join(d.space.key for d in tripped)},
             allow_retries=False,
         )
-    test_mode = discovered.options.test_mode
+    test_mode = run_info.options.test_mode
     with op_runtime(context, confluence, unique, sync_options) as rt:
         needing_scope = [d.space for d in diffs if d.to_create or d.to_update]
         scope_ids: dict[str, str] = {}
@@ -285,8 +295,7 @@ def ingest_and_delete(
 @dg.op(tags={"kind": "report"})
 def summarize_sync(
     context: dg.OpExecutionContext,
-    discovered: DiscoveredPages,
-    plan_requests: StageRequests,
+    run_info: RunInfo,
     diffs: list[SpaceDiff],
     guard_requests: StageRequests,
     reports: list[SpaceReport],
@@ -308,18 +317,16 @@ def summarize_sync(
                 discovered=diff.discovered,
                 unchanged=diff.unchanged,
                 skipped=diff.skipped,
-                test_mode=discovered.options.test_mode,
+                test_mode=run_info.options.test_mode,
             )
         report.requests.update(_diff_requests(diff))
         merged.append(report)
-    totals = SyncTotals.of(
-        merged, extra_requests=[discovered.requests, plan_requests.requests, guard_requests.requests]
-    )
+    totals = SyncTotals.of(merged, extra_requests=[run_info.requests, guard_requests.requests])
     metadata: dict[str, dg.RawMetadataValue] = {f"total_{name}": totals.counts.get(name, 0) for name in COUNT_FIELDS}
     metadata.update(
         {
             "spaces": totals.spaces,
-            "test_mode": discovered.options.test_mode,
+            "test_mode": run_info.options.test_mode,
             "confluence_requests": sum(totals.confluence_requests.values()),
             "unique_requests": sum(totals.unique_requests.values()),
             "confluence_requests_by_route": dg.MetadataValue.json(dict(sorted(totals.confluence_requests.items()))),
@@ -343,7 +350,7 @@ def summarize_sync(
     counts = {name: totals.counts.get(name, 0) for name in COUNT_FIELDS}
     context.log.info(
         "Sync total"
-        + (" (TEST MODE, would-be counts)" if discovered.options.test_mode else "")
+        + (" (TEST MODE, would-be counts)" if run_info.options.test_mode else "")
         + ": "
         + ", ".join(f"{k} {v}" for k, v in counts.items())
         + f"; requests: confluence {sum(totals.confluence_requests.values())}, "
@@ -371,11 +378,11 @@ def summarize_sync(
 def confluence_sync() -> None:
     labelled = discover_labelled_pages()
     discovered = expand_descendants(labelled)
-    works, plan_requests = plan_spaces(discovered)
+    works, run_info = plan_spaces(discovered)
     diffs = works.map(diff_space_op).collect()
-    tasks, guard_requests = check_guards(diffs, discovered)
+    tasks, guard_requests = check_guards(diffs, run_info)
     reports = tasks.map(ingest_and_delete).collect()
-    summarize_sync(discovered, plan_requests, diffs, guard_requests, reports)
+    summarize_sync(run_info, diffs, guard_requests, reports)
 
 
 # -- helpers ----------------------------------------------------------------------------------------

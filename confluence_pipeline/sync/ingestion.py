@@ -14,7 +14,7 @@ from confluence_pipeline.clients.unique import ContentSpec, UniqueClient
 from confluence_pipeline.domain.cql import BODY_BATCH, batched
 from confluence_pipeline.domain.keys import content_key
 from confluence_pipeline.domain.metadata import content_metadata
-from confluence_pipeline.domain.models import PageBody, PageRef, SpaceRef
+from confluence_pipeline.domain.models import PageBody, SpaceRef
 from confluence_pipeline.sync.reports import PageFailure
 
 log = logging.getLogger(__name__)
@@ -36,10 +36,12 @@ class _PageFailed(Exception):
 
 
 def _fetch_batch(
-    confluence: ConfluenceClient, space: SpaceRef, batch: Sequence[PageRef], outcome: IngestOutcome
+    confluence: ConfluenceClient, space: SpaceRef, ids: Sequence[str], outcome: IngestOutcome
 ) -> list[PageBody]:
-    """Bodies of one batch; when the batch request fails, page by page so one bad page fails alone."""
-    ids = [page.id for page in batch]
+    """Bodies of one batch; when the batch request fails, page by page so one bad page fails alone.
+
+    Titles, labels and versions come from this fetch too, so they are as fresh as the body.
+    """
     try:
         found = confluence.fetch_bodies(ids)
     except RemoteError as exc:
@@ -47,28 +49,28 @@ def _fetch_batch(
             "Body batch of %d pages in space %s failed (%s); fetching them one by one", len(ids), space.key, exc
         )
         found = {}
-        for page in batch:
+        for page_id in ids:
             try:
-                body = confluence.fetch_body(page.id)
+                body = confluence.fetch_body(page_id)
             except RemoteError as single_exc:
-                failure = PageFailure(page.id, space.key, "fetch", str(single_exc))
+                failure = PageFailure(page_id, space.key, "fetch", str(single_exc))
                 log.error("%s", failure.line())
                 outcome.failures.append(failure)
                 continue
             if body is not None:
-                found[page.id] = body
+                found[page_id] = body
     failed = {f.page_id for f in outcome.failures}
     bodies: list[PageBody] = []
-    for page in batch:
-        body = found.get(page.id)
-        if page.id in failed:
+    for page_id in ids:
+        body = found.get(page_id)
+        if page_id in failed:
             continue
         if body is None:
-            log.warning("Page %s in space %s vanished before its body was fetched; skipped", page.id, space.key)
+            log.warning("Page %s in space %s vanished before its body was fetched; skipped", page_id, space.key)
             outcome.skipped += 1
             continue
         if body.page.space.id != space.id:
-            log.warning("Page %s moved out of space %s during the sync; skipped until the next run", page.id, space.key)
+            log.warning("Page %s moved out of space %s during the sync; skipped until the next run", page_id, space.key)
             outcome.skipped += 1
             continue
         bodies.append(body)
@@ -113,13 +115,13 @@ def ingest_pages(
     unique: UniqueClient,
     *,
     space: SpaceRef,
-    pages: Sequence[PageRef],
+    page_ids: Sequence[str],
     new_ids: Collection[str],
     scope_id: str,
     sync_labels: Collection[str],
     concurrency: int,
 ) -> IngestOutcome:
-    """Ingest `pages`; at most two batches of bodies are held at once.
+    """Ingest the pages `page_ids`; at most two batches of bodies are held at once.
 
     While the workers upload one batch, the next is fetched and queued behind it, so no worker waits at a
     batch boundary; the oldest batch is collected before a third is fetched, which bounds the memory.
@@ -127,7 +129,7 @@ def ingest_pages(
     outcome = IngestOutcome()
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"ingest-{space.key[:10]}") as pool:
         in_flight: deque[list[tuple[PageBody, Future[None]]]] = deque()
-        for batch in batched(list(pages), BODY_BATCH):
+        for batch in batched(list(page_ids), BODY_BATCH):
             if len(in_flight) == 2:
                 _collect(in_flight.popleft(), outcome, space, new_ids)
             bodies = _fetch_batch(confluence, space, batch, outcome)

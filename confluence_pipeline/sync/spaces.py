@@ -37,8 +37,8 @@ class SpaceDiff:
 
     space: SpaceRef
     discovered: int
-    to_create: tuple[PageRef, ...] = ()
-    to_update: tuple[PageRef, ...] = ()
+    to_create: tuple[str, ...] = ()  # page ids: the write stage fetches everything else with the body
+    to_update: tuple[str, ...] = ()
     unchanged: int = 0
     delete_ids: tuple[tuple[str, str], ...] = ()  # (stored key, content id)
     guard: str | None = None
@@ -83,8 +83,8 @@ def diff_space(
     return SpaceDiff(
         space=space,
         discovered=len(pages),
-        to_create=plan.to_create,
-        to_update=plan.to_update,
+        to_create=tuple(page.id for page in plan.to_create),
+        to_update=tuple(page.id for page in plan.to_update),
         unchanged=plan.unchanged,
         delete_ids=resolved,
         guard=guard,
@@ -144,16 +144,16 @@ def write_space(
     if test_mode:
         report.new, report.updated, report.deleted = len(diff.to_create), len(diff.to_update), len(diff.delete_ids)
         return report
-    pages = [*diff.to_create, *diff.to_update]
-    if pages:
+    page_ids = [*diff.to_create, *diff.to_update]
+    if page_ids:
         if scope_id is None:
             raise ValueError(f"space {diff.space.key} has pages to ingest but no target scope")
         outcome = ingest_pages(
             confluence,
             unique,
             space=diff.space,
-            pages=pages,
-            new_ids={p.id for p in diff.to_create},
+            page_ids=page_ids,
+            new_ids=set(diff.to_create),
             scope_id=scope_id,
             sync_labels=sync_labels,
             concurrency=concurrency,
