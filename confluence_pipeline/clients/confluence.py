@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -102,6 +103,7 @@ class ConfluenceClient(ABC):
     def __init__(self, settings: ConfluenceSettings, api: HttpApi) -> None:
         self.settings = settings
         self.api = api
+        self._spaces: dict[tuple[str, str, str, str], SpaceRef] = {}
 
     # -- platform specifics ---------------------------------------------------------------------
     @abstractmethod
@@ -191,9 +193,12 @@ class ConfluenceClient(ABC):
             return None
         if content.space is None or content.version is None:
             raise _malformed(f"content {content.id} came back without space or version expanded")
-        space = SpaceRef(
-            id=str(content.space.id), key=content.space.key, name=content.space.name, type=content.space.type
-        )
+        # One SpaceRef object per space and interned labels and types: discovery holds every page of
+        # the wiki at once, and these shared values made up half of each page's footprint.
+        wire_space = (str(content.space.id), content.space.key, content.space.name, content.space.type)
+        space = self._spaces.get(wire_space)
+        if space is None:
+            space = self._spaces.setdefault(wire_space, SpaceRef(*wire_space))
         try:
             updated_at = to_utc_iso(content.version.when)
         except ValueError as exc:
@@ -201,10 +206,10 @@ class ConfluenceClient(ABC):
         if not space.id.isdigit():
             # Keys and partial keys are built from it; a non-numeric id would fail later, mid-plan.
             raise _malformed(f"content {content.id} has a non-numeric space id {space.id!r}")
-        labels = tuple(sorted({label.name.lower() for label in content.metadata.labels.results}))
+        labels = tuple(sorted({sys.intern(label.name.lower()) for label in content.metadata.labels.results}))
         return PageRef(
             id=content.id,
-            type=content.type,
+            type=sys.intern(content.type),
             title=content.title,
             space=space,
             version=content.version.number,

@@ -11,6 +11,7 @@ naming the variable and the path, rather than as a certificate error on the firs
 
 from __future__ import annotations
 
+import functools
 import os
 import ssl
 from collections.abc import Callable, Mapping
@@ -25,8 +26,33 @@ T = TypeVar("T")
 
 
 def build_ssl_context(env: Mapping[str, str] | None = None) -> ssl.SSLContext:
-    """An `ssl.SSLContext` to pass as httpx's `verify=` (which httpx then uses as is, whatever `trust_env`)."""
+    """An `ssl.SSLContext` to pass as httpx's `verify=` (which httpx then uses as is, whatever `trust_env`).
+
+    Loading the stores costs 50–80 ms and every op opens clients: contexts are shared per process for the
+    same variables and the same bundle files (a rewritten bundle file gives a new context).
+    """
     env = os.environ if env is None else env
+    key = (
+        *((name, _file_stamp(env.get(name, "").strip())) for name in (*REPLACING_VARIABLES, EXTRA_VARIABLE)),
+        # OpenSSL's "system store" follows these in the process environment, whatever `env` says.
+        *((name, _file_stamp(os.environ.get(name, "").strip())) for name in ("SSL_CERT_FILE", "SSL_CERT_DIR")),
+    )
+    return _cached_context(key, tuple((name, env.get(name, "")) for name in (*REPLACING_VARIABLES, EXTRA_VARIABLE)))
+
+
+def _file_stamp(path: str) -> tuple[str, float | None]:
+    try:
+        return path, os.stat(path).st_mtime if path else None
+    except OSError:
+        return path, None
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_context(_key: object, env_items: tuple[tuple[str, str], ...]) -> ssl.SSLContext:
+    return _build(dict(env_items))
+
+
+def _build(env: Mapping[str, str]) -> ssl.SSLContext:
     for variable in REPLACING_VARIABLES:
         path = env.get(variable, "").strip()
         if path:
