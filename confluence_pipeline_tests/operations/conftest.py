@@ -17,7 +17,7 @@ from dagster._core.remote_origin import RegisteredCodeLocationOrigin, RemoteRepo
 from confluence_pipeline.jobs.runtime import WRITER_TAG
 from confluence_pipeline.jobs.sync import JOB_NAME as SYNC_JOB_NAME
 from confluence_pipeline.resources import resources_from_env
-from confluence_pipeline_tests.scenarios.conftest import Sandbox, failure_text, make_sandbox
+from confluence_pipeline_tests.scenarios.conftest import Sandbox, cloud, failure_text, make_sandbox, onprem  # noqa: F401 - fixtures
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,16 +38,6 @@ def instance() -> Iterator[dg.DagsterInstance]:
     """A persistent instance in a temp dir (schedule and sensor contexts need an instance reference)."""
     with dg.instance_for_test() as test_instance:
         yield test_instance
-
-
-@pytest.fixture
-def onprem(monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
-    yield from make_sandbox("ONPREM", monkeypatch)
-
-
-@pytest.fixture
-def cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
-    yield from make_sandbox("CLOUD", monkeypatch)
 
 
 def run_job(box: Sandbox, job: dg.JobDefinition, run_config: dict[str, Any]) -> dg.ExecuteInProcessResult:
