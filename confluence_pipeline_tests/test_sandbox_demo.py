@@ -148,7 +148,8 @@ def test_demo_syncs_the_seed_then_exactly_the_edit_and_prints_it(
     # Both runs went through Dagster into the persistent sandbox instance the UI will show.
     assert [r.status for r in sandbox_runs(home)] == [dg.DagsterRunStatus.SUCCESS] * 2
     assert (home / "dagster.yaml").is_file()
-    assert "set -a; . .sandbox/sandbox.env; set +a; dagster dev" in out
+    assert "set -a; . .sandbox/sandbox.env; set +a; " in out and "/dagster dev" in out
+    assert "/python -m confluence_pipeline.sandbox serve" in out
     assert "http://127.0.0.1:3000" in out
 
 

@@ -432,13 +432,23 @@ def _print_failure(out: TextIO, run: SyncRun, log_path: Path) -> None:
     print(f"Dagster's full log of this demo: {log_path}", file=out)
 
 
+def _bin(command: str) -> str:
+    """`command` as the reader can run it: through this interpreter's bin directory (the venv's)."""
+    folder = Path(sys.executable).parent
+    try:
+        shown = folder.relative_to(Path.cwd())
+    except ValueError:
+        shown = folder
+    return f"{shown}/{command}"
+
+
 def _print_next_steps(out: TextIO, log_path: Path) -> None:
     print(
         "\nOpen the Dagster UI on the same sandbox (this demo's runs are in its history):\n"
-        "  terminal 1:  python -m confluence_pipeline.sandbox serve\n"
-        f"  terminal 2:  set -a; . {DEFAULT_ENV_FILE}; set +a; dagster dev\n"
+        f"  terminal 1:  {_bin('python')} -m confluence_pipeline.sandbox serve\n"
+        f"  terminal 2:  set -a; . {DEFAULT_ENV_FILE}; set +a; {_bin('dagster')} dev\n"
         f"  then open {UI_URL} → Jobs → {JOB_NAME} → Launchpad → Launch run\n"
-        f"  or, from terminal 2: dagster job execute -m confluence_pipeline.definitions -j {JOB_NAME}\n"
+        f"  or, from terminal 2: {_bin('dagster')} job execute -m confluence_pipeline.definitions -j {JOB_NAME}\n"
         f"Dagster's full log of this demo: {log_path}",
         file=out,
     )
@@ -522,8 +532,8 @@ def serve(argv: Sequence[str] | None = None) -> int:
             f"Connector settings written to {args.env_file} (DAGSTER_HOME={home})\n"
             "In another terminal, in the repository root:\n"
             f"  set -a; . {args.env_file}; set +a\n"
-            f"  dagster dev                      # UI on {UI_URL}\n"
-            f"  dagster job execute -m confluence_pipeline.definitions -j {JOB_NAME}\n"
+            f"  {_bin('dagster')} dev                      # UI on {UI_URL}\n"
+            f"  {_bin('dagster')} job execute -m confluence_pipeline.definitions -j {JOB_NAME}\n"
             "Ctrl-C stops the sandbox (its state lives in memory only).",
             flush=True,
         )
