@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import sqlite3
 import zlib
 from collections.abc import Iterator
@@ -38,6 +39,16 @@ def instance() -> Iterator[dg.DagsterInstance]:
     """A persistent instance in a temp dir (schedule and sensor contexts need an instance reference)."""
     with dg.instance_for_test() as test_instance:
         yield test_instance
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[tuple[Path, dg.DagsterInstance]]:
+    """A persistent instance with the shipped dagster.yaml: runs, event logs and compute logs are files here."""
+    dagster_home = tmp_path / "dagster_home"
+    dagster_home.mkdir()
+    shutil.copy(REPO_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        yield dagster_home, instance
 
 
 def run_job(box: Sandbox, job: dg.JobDefinition, run_config: dict[str, Any]) -> dg.ExecuteInProcessResult:

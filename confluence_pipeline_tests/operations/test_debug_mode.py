@@ -3,29 +3,16 @@
 from __future__ import annotations
 
 import json
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
-import pytest
 
 from confluence_pipeline.jobs.sync import confluence_sync
 from confluence_pipeline.resources import resources_from_env
-from confluence_pipeline_tests.operations.conftest import REPO_ROOT, Sandbox, failure_text, stored_bytes
+from confluence_pipeline_tests.operations.conftest import Sandbox, failure_text, stored_bytes
 from confluence_pipeline_tests.scenarios.conftest import PAT, ZITADEL_SECRET
 
 HEADER_SECRET = "hdr-Secret-Api-Key-7788"
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Iterator[tuple[Path, dg.DagsterInstance]]:
-    """A persistent instance with the shipped dagster.yaml: runs, event logs and compute logs are files here."""
-    dagster_home = tmp_path / "dagster_home"
-    dagster_home.mkdir()
-    shutil.copy(REPO_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
-    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
-        yield dagster_home, instance
 
 
 def sync(box: Sandbox, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:

@@ -11,6 +11,7 @@ import dagster as dg
 import pytest
 
 from confluence_pipeline.clients import zitadel
+from confluence_pipeline_tests.operations.conftest import home  # noqa: F401 - the persistent-instance fixture
 from confluence_pipeline_tests.scenarios.conftest import Sandbox, failure_text, make_sandbox
 
 __all__ = [

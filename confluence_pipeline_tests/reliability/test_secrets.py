@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,16 +52,6 @@ STATIC_SECRETS = [
     _b64(CLOUD_USER, CLOUD_TOKEN),
     _b64("connector", ZITADEL_SECRET),
 ]
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Iterator[tuple[Path, dg.DagsterInstance]]:
-    """A persistent instance with the shipped dagster.yaml: event logs, runs and compute logs are files here."""
-    dagster_home = tmp_path / "dagster_home"
-    dagster_home.mkdir()
-    shutil.copy(REPO_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
-    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
-        yield dagster_home, instance
 
 
 ECHOED: list[str] = []  # the credentials the echoing faults below sent back, for the test to check
