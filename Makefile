@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 sandbox: install
-	$(BIN)/python -m confluence_pipeline.sandbox demo
+	$(BIN)/python -m confluence_sandbox demo
 
 lint: install
 	$(BIN)/ruff check .

@@ -28,8 +28,8 @@ from typing import Any
 
 from confluence_pipeline.domain.cql import ANCESTOR_BATCH, BODY_BATCH, batched, descendants_cql, discovery_cql
 from confluence_pipeline.domain.models import Platform
-from confluence_pipeline.sandbox.confluence import ConfluenceEmulator, SearchScope, Wiki, evaluate, parse
-from confluence_pipeline.sandbox.unique import UniqueEmulator
+from confluence_sandbox.confluence import ConfluenceEmulator, SearchScope, Wiki, evaluate, parse
+from confluence_sandbox.unique import UniqueEmulator
 
 SINGLE_LABEL = "ai-ingest"
 ALL_LABEL = "ai-ingest-all"

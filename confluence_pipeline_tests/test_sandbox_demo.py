@@ -16,10 +16,10 @@ import dagster as dg
 import httpx
 import pytest
 
-from confluence_pipeline.sandbox import demo
-from confluence_pipeline.sandbox.confluence import Wiki
-from confluence_pipeline.sandbox.seed import ALL, SINGLE, apply_demo_edits, seed_demo_wiki
 from confluence_pipeline.settings import load_settings
+from confluence_sandbox import demo
+from confluence_sandbox.confluence import Wiki
+from confluence_sandbox.seed import ALL, SINGLE, apply_demo_edits, seed_demo_wiki
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 COUNT_COLUMNS = ("discovered", "new", "updated", "unchanged", "deleted", "failed", "in_unique")
@@ -149,7 +149,7 @@ def test_demo_syncs_the_seed_then_exactly_the_edit_and_prints_it(
     assert [r.status for r in sandbox_runs(home)] == [dg.DagsterRunStatus.SUCCESS] * 2
     assert (home / "dagster.yaml").is_file()
     assert "set -a; . .sandbox/sandbox.env; set +a; " in out and "/dagster dev" in out
-    assert "/python -m confluence_pipeline.sandbox serve" in out
+    assert "/python -m confluence_sandbox serve" in out
     assert "http://127.0.0.1:3000" in out
 
 
@@ -215,7 +215,7 @@ def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path]]:
         [
             sys.executable,
             "-m",
-            "confluence_pipeline.sandbox",
+            "confluence_sandbox",
             "serve",
             "--confluence-port",
             "0",

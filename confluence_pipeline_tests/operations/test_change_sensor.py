@@ -9,7 +9,6 @@ import dagster as dg
 import pytest
 
 from confluence_pipeline.resources import resources_from_env
-from confluence_pipeline.sandbox.http import Fault
 from confluence_pipeline.schedules import TRIGGER_TAG
 from confluence_pipeline.sensors import (
     CHANGE_SENSOR_NAME,
@@ -19,6 +18,7 @@ from confluence_pipeline.sensors import (
     change_sensor_interval,
 )
 from confluence_pipeline_tests.operations.conftest import Sandbox, fake_run
+from confluence_sandbox.http import Fault
 
 NOW = datetime(2024, 5, 6, 10, 20, 30, tzinfo=UTC)
 CURSOR = "2024-05-06T10:15:30Z"  # window starts at 10:14 UTC (cursor minute, one minute of overlap)

@@ -10,10 +10,10 @@ import dagster as dg
 import pytest
 
 from confluence_pipeline.alerts import AlertDeliveryError, build_failure_report, known_secrets
-from confluence_pipeline.sandbox.http import EmulatorServer, Fault, Request, Response
 from confluence_pipeline.sensors import FAILURE_SENSOR_NAME, build_failure_sensor
 from confluence_pipeline_tests.operations.conftest import Sandbox, fake_run
 from confluence_pipeline_tests.scenarios.conftest import PAT, ZITADEL_SECRET
+from confluence_sandbox.http import EmulatorServer, Fault, Request, Response
 
 HOOK_PATH = "/hooks/T0-hook-Secret-Path"  # chat webhook URLs carry their token in the path
 

@@ -8,7 +8,6 @@ import pytest
 from confluence_pipeline.clients.unique import DELETE_BATCH, UniqueClient
 from confluence_pipeline.jobs.reset import confluence_reset
 from confluence_pipeline.jobs.runtime import WRITER_TAG
-from confluence_pipeline.sandbox.http import Fault
 from confluence_pipeline_tests.operations.conftest import (
     Sandbox,
     failure_text,
@@ -17,6 +16,7 @@ from confluence_pipeline_tests.operations.conftest import (
     output_metadata,
     run_job,
 )
+from confluence_sandbox.http import Fault
 
 DELETE = "ContentDeleteByContentIds"
 

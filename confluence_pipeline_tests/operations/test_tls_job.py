@@ -10,10 +10,10 @@ import pytest
 import trustme
 
 from confluence_pipeline.resources import ConfluenceResource, SyncOptionsResource, UniqueResource
-from confluence_pipeline.sandbox.confluence import ConfluenceEmulator
-from confluence_pipeline.sandbox.unique import UniqueEmulator
 from confluence_pipeline_tests.operations.conftest import Sandbox, failure_text
 from confluence_pipeline_tests.scenarios.conftest import CLOUD_TOKEN, PASSWORD, PAT, ZITADEL_SECRET, base_env
+from confluence_sandbox.confluence import ConfluenceEmulator
+from confluence_sandbox.unique import UniqueEmulator
 
 CA_VARIABLES = ("NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY")
 

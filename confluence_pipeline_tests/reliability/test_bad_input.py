@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 import confluence_pipeline.definitions as definitions_module
 from confluence_pipeline.clients.confluence import ConfluenceClient, build_confluence_client
 from confluence_pipeline.domain.cql import is_quotable
-from confluence_pipeline.sandbox.confluence import ConfluenceEmulator
 from confluence_pipeline.settings import ConfigurationError, load_settings
 from confluence_pipeline.sync.discovery import discover_labelled
 from confluence_pipeline_tests.reliability.conftest import (
@@ -32,6 +31,7 @@ from confluence_pipeline_tests.reliability.conftest import (
     search_cql,
     unique_state,
 )
+from confluence_sandbox.confluence import ConfluenceEmulator
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DAGSTER = str(Path(sys.executable).with_name("dagster"))

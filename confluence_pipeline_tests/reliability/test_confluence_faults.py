@@ -7,8 +7,6 @@ from typing import Any
 
 import pytest
 
-from confluence_pipeline.sandbox.confluence.server import LOGIN_PAGE
-from confluence_pipeline.sandbox.http import Fault
 from confluence_pipeline_tests.reliability.conftest import (
     JSON,
     Sandbox,
@@ -20,6 +18,8 @@ from confluence_pipeline_tests.reliability.conftest import (
     search_cql,
     unique_state,
 )
+from confluence_sandbox.confluence.server import LOGIN_PAGE
+from confluence_sandbox.http import Fault
 
 ABSURD = "9223372036854775807"  # seen from Atlassian in the wild (contract confluence-rest §6)
 _BODYLESS = json.dumps(

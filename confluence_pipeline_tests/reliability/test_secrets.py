@@ -18,8 +18,6 @@ import trustme
 
 from confluence_pipeline.jobs.sync import confluence_sync
 from confluence_pipeline.resources import resources_from_env
-from confluence_pipeline.sandbox.http import Fault, Request
-from confluence_pipeline.sandbox.unique import UniqueEmulator
 from confluence_pipeline_tests.operations.conftest import stored_bytes
 from confluence_pipeline_tests.reliability.conftest import JSON, Sandbox, failure_text, unique_state
 from confluence_pipeline_tests.scenarios.conftest import (
@@ -29,6 +27,8 @@ from confluence_pipeline_tests.scenarios.conftest import (
     ZITADEL_SECRET,
     base_env,
 )
+from confluence_sandbox.http import Fault, Request
+from confluence_sandbox.unique import UniqueEmulator
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HEADER_SECRET = "hdr-Secret-Api-Key-4711"

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from confluence_pipeline.sandbox.http import Fault, Request
 from confluence_pipeline_tests.reliability.conftest import (
     JSON,
     Sandbox,
@@ -19,6 +18,7 @@ from confluence_pipeline_tests.reliability.conftest import (
     prepare_pending_changes,
     unique_state,
 )
+from confluence_sandbox.http import Fault, Request
 
 PUT_UPLOAD = r"^/blob/upload$"
 

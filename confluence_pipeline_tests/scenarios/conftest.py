@@ -11,8 +11,8 @@ import pytest
 
 from confluence_pipeline.jobs.sync import confluence_sync
 from confluence_pipeline.resources import resources_from_env
-from confluence_pipeline.sandbox.confluence import ConfluenceEmulator
-from confluence_pipeline.sandbox.unique import UniqueEmulator
+from confluence_sandbox.confluence import ConfluenceEmulator
+from confluence_sandbox.unique import UniqueEmulator
 
 PAT = "pat-Secret-0n-Prem-1234"
 PASSWORD = "pw-Secret-Basic-5678"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from confluence_pipeline.sandbox.http import Fault
 from confluence_pipeline_tests.scenarios.conftest import Sandbox
+from confluence_sandbox.http import Fault
 
 DAGSTER = str(Path(sys.executable).parent / "dagster")
 

@@ -8,8 +8,8 @@ from urllib.parse import unquote
 import dagster as dg
 import pytest
 
-from confluence_pipeline.sandbox.http import Fault
 from confluence_pipeline_tests.scenarios.conftest import Sandbox, failure_text
+from confluence_sandbox.http import Fault
 
 STORAGE_BODY = (
     "<h1>Runbook &amp; more</h1><p>Grüße, 日本語, emoji 😀 &lt;tag&gt; &nbsp;</p>"

@@ -16,7 +16,7 @@ from confluence_pipeline.domain.cql import (
     space_labelled_cql,
 )
 from confluence_pipeline.domain.models import Platform
-from confluence_pipeline.sandbox.confluence.cql import And, Clause, Or, Value, parse
+from confluence_sandbox.confluence.cql import And, Clause, Or, Value, parse
 
 # Bias towards the characters that could break out of a literal, on top of arbitrary unicode.
 HOSTILE = st.sampled_from(['"', "\\", "'", "(", ")", ",", " ", "=", "!", "~", "u", "0", "OR", "AND", "NOT", "IN"])

@@ -12,7 +12,7 @@ import trustme
 from confluence_pipeline.clients.errors import RemoteUnavailable
 from confluence_pipeline.clients.tls import build_ssl_context
 from confluence_pipeline.clients.transport import HttpApi
-from confluence_pipeline.sandbox.http import EmulatorServer, Request, Response
+from confluence_sandbox.http import EmulatorServer, Request, Response
 
 CA_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "SSL_CERT_DIR")
 

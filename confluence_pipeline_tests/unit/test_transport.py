@@ -23,7 +23,7 @@ from confluence_pipeline.clients.errors import (
     UnexpectedResponse,
 )
 from confluence_pipeline.clients.transport import HttpApi, RequestCounter, RetryPolicy, parse_retry_after
-from confluence_pipeline.sandbox.http import EmulatorServer, Fault, Request, Response
+from confluence_sandbox.http import EmulatorServer, Fault, Request, Response
 
 BASE = "https://wiki.example.test/rest/api"
 ROUTE = "GET content/search"

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import threading
 
-from confluence_pipeline.sandbox.unique.server import AUTH_MODES, UniqueEmulator
+from confluence_sandbox.unique.server import AUTH_MODES, UniqueEmulator
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m confluence_pipeline.sandbox.unique", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m confluence_sandbox.unique", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="bind address (0.0.0.0 to reach it from containers)")
     parser.add_argument("--port", type=int, default=8091)
     parser.add_argument("--auth-mode", choices=AUTH_MODES, default="any")

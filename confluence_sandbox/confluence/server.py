@@ -16,15 +16,15 @@ from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qs, parse_qsl, quote, quote_plus, urlsplit
 from zoneinfo import ZoneInfo
 
-from confluence_pipeline.sandbox.confluence.cql import (
+from confluence_sandbox.confluence.cql import (
     CqlError,
     SearchCache,
     SearchScope,
     UnknownSpaceError,
     parse,
 )
-from confluence_pipeline.sandbox.confluence.wiki import Page, Space, Wiki
-from confluence_pipeline.sandbox.http import REDACTED, EmulatorServer, RecordedRequest, Request, Response
+from confluence_sandbox.confluence.wiki import Page, Space, Wiki
+from confluence_sandbox.http import REDACTED, EmulatorServer, RecordedRequest, Request, Response
 
 Mode = Literal["ONPREM", "CLOUD"]
 T = TypeVar("T")

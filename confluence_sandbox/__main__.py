@@ -5,16 +5,16 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from confluence_pipeline.sandbox import demo
+from confluence_sandbox import demo
 
-USAGE = """usage: python -m confluence_pipeline.sandbox {demo,serve} [options]
+USAGE = """usage: python -m confluence_sandbox {demo,serve} [options]
 
   demo   start a seeded local Confluence and Unique, run the real confluence_sync job twice
          (with a wiki edit in between) and print what landed in Unique   [--mode ONPREM|CLOUD]
   serve  keep the seeded sandbox running and write .sandbox/sandbox.env for `dagster dev`
          [--mode ONPREM|CLOUD] [--confluence-port 8090] [--unique-port 8091] [--env-file PATH]
 
-Run `python -m confluence_pipeline.sandbox <command> --help` for every option."""
+Run `python -m confluence_sandbox <command> --help` for every option."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from confluence_pipeline.sandbox.http import Fault
-from confluence_pipeline.sandbox.unique import UniqueEmulator
+from confluence_sandbox.http import Fault
+from confluence_sandbox.unique import UniqueEmulator
 
 PROJECT_SCOPE = (
     "openid profile email urn:zitadel:iam:user:resourceowner urn:zitadel:iam:org:projects:roles "
@@ -468,7 +468,7 @@ def test_urls(emu: UniqueEmulator) -> None:
 def test_cli_serves_until_interrupted() -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "confluence_pipeline.sandbox.unique", "--port", "0", "--scope", "/Company/KB"],
+        [sys.executable, "-m", "confluence_sandbox.unique", "--port", "0", "--scope", "/Company/KB"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

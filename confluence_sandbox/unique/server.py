@@ -13,8 +13,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from confluence_pipeline.sandbox.http import EmulatorServer, Request, Response
-from confluence_pipeline.sandbox.unique.graphql_api import (
+from confluence_sandbox.http import EmulatorServer, Request, Response
+from confluence_sandbox.unique.graphql_api import (
     GraphQLContext,
     error_entry,
     error_response,
@@ -23,7 +23,7 @@ from confluence_pipeline.sandbox.unique.graphql_api import (
     parse_document,
     run_document,
 )
-from confluence_pipeline.sandbox.unique.store import UniqueStore
+from confluence_sandbox.unique.store import UniqueStore
 
 AUTH_MODES = ("external", "cluster_local", "any")
 TOKEN_PATH = "/oauth/v2/token"

@@ -29,16 +29,16 @@ from confluence_pipeline.resources import (
     UniqueResource,
     resources_from_env,
 )
-from confluence_pipeline.sandbox.confluence import ConfluenceEmulator, Wiki
-from confluence_pipeline.sandbox.seed import ALL, SINGLE, DemoEdits, apply_demo_edits, seed_demo_wiki
-from confluence_pipeline.sandbox.unique import UniqueEmulator, UniqueStore
+from confluence_sandbox.confluence import ConfluenceEmulator, Wiki
+from confluence_sandbox.seed import ALL, SINGLE, DemoEdits, apply_demo_edits, seed_demo_wiki
+from confluence_sandbox.unique import UniqueEmulator, UniqueStore
 
 SANDBOX_DIR = Path(".sandbox")
 DEFAULT_DAGSTER_HOME = SANDBOX_DIR / "dagster_home"
 DEFAULT_ENV_FILE = SANDBOX_DIR / "sandbox.env"
 UI_URL = "http://127.0.0.1:3000"
 JOB_NAME = "confluence_sync"
-DEMO_PID_TAG = "confluence_pipeline/sandbox-demo-pid"
+DEMO_PID_TAG = "confluence_sandbox-demo-pid"
 COLUMNS = ("discovered", "new", "updated", "unchanged", "deleted", "failed")
 
 # Credentials of the local fakes only; they guard nothing but the emulators on 127.0.0.1.
@@ -148,7 +148,7 @@ def prepare_dagster_home(path: Path) -> Path:
 def write_env_file(path: Path, env: Mapping[str, str]) -> None:
     """`export NAME='value'` lines, written atomically (the file's appearance means the sandbox is up)."""
     lines = [
-        "# Connector settings for the local sandbox (python -m confluence_pipeline.sandbox serve).",
+        "# Connector settings for the local sandbox (python -m confluence_sandbox serve).",
         "# Load into a shell with: set -a; . " + shlex.quote(str(path)) + "; set +a",
         "# The credentials below are the emulators' own fake ones.",
         *(f"export {name}={shlex.quote(value)}" for name, value in env.items()),
@@ -445,7 +445,7 @@ def _bin(command: str) -> str:
 def _print_next_steps(out: TextIO, log_path: Path) -> None:
     print(
         "\nOpen the Dagster UI on the same sandbox (this demo's runs are in its history):\n"
-        f"  terminal 1:  {_bin('python')} -m confluence_pipeline.sandbox serve\n"
+        f"  terminal 1:  {_bin('python')} -m confluence_sandbox serve\n"
         f"  terminal 2:  set -a; . {DEFAULT_ENV_FILE}; set +a; {_bin('dagster')} dev\n"
         f"  then open {UI_URL} → Jobs → {JOB_NAME} → Launchpad → Launch run\n"
         f"  or, from terminal 2: {_bin('dagster')} job execute -m confluence_pipeline.definitions -j {JOB_NAME}\n"
@@ -456,7 +456,7 @@ def _print_next_steps(out: TextIO, log_path: Path) -> None:
 
 def demo_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m confluence_pipeline.sandbox demo",
+        prog="python -m confluence_sandbox demo",
         description="Run the real confluence_sync job twice against a seeded local Confluence and Unique.",
     )
     parser.add_argument("--mode", type=str.upper, choices=["ONPREM", "CLOUD"], default="ONPREM")
@@ -480,7 +480,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 # -- serve ---------------------------------------------------------------------------------------
 def serve_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m confluence_pipeline.sandbox serve",
+        prog="python -m confluence_sandbox serve",
         description="Keep a seeded Confluence and Unique emulator running and write the connector's env file.",
     )
     parser.add_argument("--mode", type=str.upper, choices=["ONPREM", "CLOUD"], default="ONPREM")

@@ -16,7 +16,7 @@ from typing import Literal
 from lark import Lark, Token, Transformer
 from lark.exceptions import LarkError, VisitError
 
-from confluence_pipeline.sandbox.confluence.wiki import Page, Wiki
+from confluence_sandbox.confluence.wiki import Page, Wiki
 
 Platform = Literal["ONPREM", "CLOUD"]
 

@@ -26,7 +26,7 @@ from graphql import (
 )
 from graphql.language.ast import FieldNode, ValueNode
 
-from confluence_pipeline.sandbox.unique.store import (
+from confluence_sandbox.unique.store import (
     DeletedFolder,
     ScopeAccess,
     StoredContent,
@@ -255,7 +255,7 @@ def _resolve_delete_folder(
 @cache
 def unique_schema() -> GraphQLSchema:
     """The executable schema (built once; resolvers are stateless and read the store from the context)."""
-    sdl = resources.files("confluence_pipeline.sandbox.unique").joinpath("schema.graphql").read_text("utf-8")
+    sdl = resources.files("confluence_sandbox.unique").joinpath("schema.graphql").read_text("utf-8")
     schema = build_schema(sdl)
     json_scalar = schema.type_map["JSON"]
     json_scalar.serialize = lambda value: value  # type: ignore[method-assign]

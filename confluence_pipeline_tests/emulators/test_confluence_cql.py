@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from confluence_pipeline.sandbox.confluence import (
+from confluence_sandbox.confluence import (
     ConfluenceEmulator,
     CqlError,
     SearchScope,
@@ -18,7 +18,7 @@ from confluence_pipeline.sandbox.confluence import (
     evaluate,
     parse,
 )
-from confluence_pipeline.sandbox.confluence.cql import And, Clause, Not, Or, Value
+from confluence_sandbox.confluence.cql import And, Clause, Not, Or, Value
 
 
 def _at(text: str) -> datetime:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from confluence_pipeline.sandbox.unique.server import UniqueEmulator
-from confluence_pipeline.sandbox.unique.store import (
+from confluence_sandbox.unique.server import UniqueEmulator
+from confluence_sandbox.unique.store import (
     ScopeAccess,
     StoredContent,
     StoredScope,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from confluence_pipeline.sandbox.confluence.wiki import Page, Wiki
+from confluence_sandbox.confluence.wiki import Page, Wiki
 
 SINGLE = "ai-ingest"
 ALL = "ai-ingest-all"

@@ -12,8 +12,8 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from confluence_pipeline.sandbox.confluence import ConfluenceEmulator, Wiki
-from confluence_pipeline.sandbox.http import Fault
+from confluence_sandbox.confluence import ConfluenceEmulator, Wiki
+from confluence_sandbox.http import Fault
 
 PAT = {"Authorization": "Bearer test-pat"}
 CLOUD_AUTH = ("svc@example.com", "cloud-token")

@@ -6,8 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from confluence_pipeline.sandbox.confluence.server import DEFAULT_CLOUD_ID, ConfluenceEmulator
-from confluence_pipeline.sandbox.confluence.wiki import Wiki
+from confluence_sandbox.confluence.server import DEFAULT_CLOUD_ID, ConfluenceEmulator
+from confluence_sandbox.confluence.wiki import Wiki
 
 
 def seed_demo(wiki: Wiki) -> None:
@@ -25,7 +25,7 @@ def seed_demo(wiki: Wiki) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m confluence_pipeline.sandbox.confluence", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m confluence_sandbox.confluence", description=__doc__)
     parser.add_argument("--mode", choices=["ONPREM", "CLOUD"], type=str.upper, default="ONPREM")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8090)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from confluence_pipeline.sandbox.confluence.cql import CqlError, Query, SearchScope, UnknownSpaceError, evaluate, parse
-from confluence_pipeline.sandbox.confluence.server import DEFAULT_CLOUD_ID, DEFAULT_SERVER_ID, ConfluenceEmulator
-from confluence_pipeline.sandbox.confluence.wiki import Page, Space, Wiki
+from confluence_sandbox.confluence.cql import CqlError, Query, SearchScope, UnknownSpaceError, evaluate, parse
+from confluence_sandbox.confluence.server import DEFAULT_CLOUD_ID, DEFAULT_SERVER_ID, ConfluenceEmulator
+from confluence_sandbox.confluence.wiki import Page, Space, Wiki
 
 __all__ = [
     "DEFAULT_CLOUD_ID",

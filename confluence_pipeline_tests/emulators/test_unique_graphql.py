@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from confluence_pipeline.sandbox.unique import ScopeAccess, UniqueEmulator
+from confluence_sandbox.unique import ScopeAccess, UniqueEmulator
 
 CLUSTER_HEADERS = {"x-service-id": "confluence-connector", "x-company-id": "company-1", "x-user-id": "service-user-1"}
 
