@@ -19,7 +19,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from confluence_pipeline_tests.operations.conftest import REPO_ROOT
+from confluence_pipeline_tests.support import REPO_ROOT
 
 ENTRYPOINT = REPO_ROOT / "deploy" / "docker" / "entrypoint.sh"
 

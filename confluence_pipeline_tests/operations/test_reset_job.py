@@ -7,8 +7,8 @@ import pytest
 
 from confluence_pipeline.clients.unique import DELETE_BATCH, UniqueClient
 from confluence_pipeline.jobs.reset import confluence_reset
-from confluence_pipeline.jobs.runtime import WRITER_TAG
-from confluence_pipeline_tests.operations.conftest import (
+from confluence_pipeline.jobs.writers import WRITER_TAG
+from confluence_pipeline_tests.support import (
     Sandbox,
     failure_text,
     fake_run,

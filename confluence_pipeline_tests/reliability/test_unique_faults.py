@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from confluence_pipeline_tests.reliability.conftest import (
+from confluence_pipeline_tests.support import (
     JSON,
     Sandbox,
     StoredItem,
