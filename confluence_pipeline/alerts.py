@@ -12,6 +12,7 @@ import dagster as dg
 import httpx
 from dagster import DagsterEventType
 
+from confluence_pipeline.clients.proxies import ProxyRules
 from confluence_pipeline.clients.tls import build_ssl_context
 from confluence_pipeline.settings import SECRET_VARIABLES
 
@@ -161,14 +162,16 @@ def build_failure_report(
 
 def post_alert(url: str, payload: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> int:
     """POST the payload as JSON (proxies and CA bundles as for every other call); returns the HTTP status."""
+    env = os.environ if environ is None else environ
+    proxies = ProxyRules.from_environ(env)
     try:
-        response = httpx.post(
-            url,
-            json=dict(payload),
+        with httpx.Client(
+            transport=proxies.transport(verify=build_ssl_context(env)),
+            trust_env=False,  # ProxyRules decides; httpx's own NO_PROXY reading ignores forms such as *.mydomain
             timeout=WEBHOOK_TIMEOUT_SECONDS,
-            verify=build_ssl_context(os.environ if environ is None else environ),
             follow_redirects=True,
-        )
+        ) as client:
+            response = client.post(url, json=dict(payload))
     except httpx.HTTPError as exc:
         raise AlertDeliveryError(
             f"{WEBHOOK_VARIABLE}: the alert could not be delivered ({type(exc).__name__})"
