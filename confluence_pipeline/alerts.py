@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import dagster as dg
 import httpx
 
+from confluence_pipeline.clients.proxies import ProxyRules
 from confluence_pipeline.clients.tls import build_ssl_context
 from confluence_pipeline.config.secrets import Scrubber
 
@@ -139,16 +141,18 @@ def build_failure_report(
     )
 
 
-def post_alert(url: str, payload: Mapping[str, Any]) -> int:
+def post_alert(url: str, payload: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> int:
     """POST the payload as JSON (proxies and CA bundles as for every other call); returns the HTTP status."""
+    env = os.environ if environ is None else environ
+    proxies = ProxyRules.from_environ(env)
     try:
-        response = httpx.post(
-            url,
-            json=dict(payload),
+        with httpx.Client(
+            transport=proxies.transport(verify=build_ssl_context(env)),
+            trust_env=False,  # ProxyRules decides; httpx's own NO_PROXY reading ignores forms such as *.mydomain
             timeout=WEBHOOK_TIMEOUT_SECONDS,
-            verify=build_ssl_context(),
             follow_redirects=True,
-        )
+        ) as client:
+            response = client.post(url, json=dict(payload))
     except httpx.HTTPError as exc:
         raise AlertDeliveryError(
             f"{WEBHOOK_VARIABLE}: the alert could not be delivered ({type(exc).__name__})"

@@ -1,9 +1,11 @@
 """The HTTP transport every remote client shares: pacing, retries, timeouts, counting, proxies, TLS, scrubbing.
 
-Proxies: the httpx client is built with `trust_env=True`, so `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and
-`NO_PROXY` (upper or lower case) apply to every call, exactly as httpx documents; `NO_PROXY` entries are
-host names, IPs or `*` (no implicit exemption for localhost). The environment is read once, when the
-`HttpApi` is built. A caller-supplied `transport=` (tests) bypasses the proxies, as in httpx.
+Proxies: `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` (upper or lower case; lower case wins) are
+read once, when the `HttpApi` is built, and `proxies.ProxyRules` routes every request direct or through its
+proxy. `NO_PROXY` takes `*`, `host`, `.domain` and `*.domain` (each: the domain and all its subdomains),
+`host:port`, IPv4/IPv6 addresses and CIDR ranges; no implicit exemption for localhost; a malformed entry
+fails with an error naming the variable. httpx's own proxy handling is off (`trust_env=False`): it ignores
+entries such as `*.mydomain`. A caller-supplied `transport=` (tests) bypasses the proxies, as in httpx.
 
 TLS: `verify` defaults to `tls.build_ssl_context()` (SSL_CERT_FILE / REQUESTS_CA_BUNDLE / NODE_EXTRA_CA_CERTS);
 httpx uses an `SSLContext` as given, so `trust_env` cannot swap in another bundle behind it.
@@ -26,8 +28,6 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlsplit
-from urllib.request import getproxies
 
 import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception, retry_if_result, stop_after_attempt
@@ -40,6 +40,7 @@ from confluence_pipeline.clients.errors import (
     UnexpectedResponse,
     request_label,
 )
+from confluence_pipeline.clients.proxies import ProxyRules
 from confluence_pipeline.clients.ratelimit import RateLimiter
 from confluence_pipeline.clients.tls import build_ssl_context
 from confluence_pipeline.config.secrets import Scrubber
@@ -145,8 +146,10 @@ class HttpApi:
         self.scrubber = scrubber if scrubber is not None else Scrubber()
         for name, value in (headers or {}).items():
             self.scrubber.add_header(name, value)
-        for proxy_url in getproxies().values():  # httpx sends proxy credentials itself, past our request hook
-            self.scrubber.add(urlsplit(proxy_url).password or "")
+        self._proxies = ProxyRules.from_environ()
+        for secret in self._proxies.secrets:  # httpx sends proxy credentials itself, past our request hook
+            self.scrubber.add(secret)
+        self._injected_transport = transport
         if verify is None and transport is None:
             verify = build_ssl_context()
         self._client_options: dict[str, Any] = {
@@ -154,9 +157,8 @@ class HttpApi:
             "headers": headers,
             "auth": auth,
             "timeout": timeout,
-            "transport": transport,
             "verify": True if verify is None else verify,
-            "trust_env": True,
+            "trust_env": False,  # every proxy decision is ProxyRules'; httpx must not read the environment itself
             "follow_redirects": True,
             "limits": httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             "event_hooks": {"request": [self._learn_request_secrets]},
@@ -374,10 +376,17 @@ class HttpApi:
         with self._clients_lock:
             if self._closed:  # a closed API keeps refusing requests, as one closed httpx client would
                 return self._clients[0]
-            client = httpx.Client(**self._client_options)
+            client = httpx.Client(**self._client_options, transport=self._transport_for_client())
             self._clients.append(client)
         self._local.client = client
         return client
+
+    def _transport_for_client(self) -> httpx.BaseTransport:
+        # Each client gets its own pools (see above), routed per request by the proxy rules.
+        if self._injected_transport is not None:
+            return self._injected_transport
+        options = self._client_options
+        return self._proxies.transport(verify=options["verify"], limits=options["limits"])
 
     def close(self) -> None:
         with self._clients_lock:
