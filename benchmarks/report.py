@@ -9,7 +9,8 @@ from datetime import UTC
 from typing import Any
 
 from benchmarks.options import ALL_LABEL, SINGLE_LABEL, BenchOptions
-from confluence_pipeline.domain.cql import ANCESTOR_BATCH, BODY_BATCH, batched, descendants_cql, discovery_cql
+from confluence_pipeline.domain.batches import batched
+from confluence_pipeline.domain.cql import ANCESTOR_BATCH, BODY_BATCH, descendants_cql, discovery_cql
 from confluence_pipeline.domain.models import Platform
 from confluence_sandbox.confluence import SearchScope, Wiki, evaluate, parse
 

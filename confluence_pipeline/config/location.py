@@ -90,7 +90,7 @@ class LocationSettings(Section):
 def load_location_settings(variables: Mapping[str, Any]) -> LocationSettings:
     """Validate the load-time variables; raise LoadTimeConfigurationError naming every bad one."""
     try:
-        return validate_variables(TypeAdapter(LocationSettings), variables, lambda _: {})
+        return validate_variables(TypeAdapter(LocationSettings), variables)
     except ConfigurationError as exc:
         lines = "\n  ".join(f"{name}: {reason}" for name, reason in exc.problems.items())
         raise LoadTimeConfigurationError(f"Invalid code location configuration:\n  {lines}") from None

@@ -10,7 +10,7 @@ labels that differ) are checked on the raw values, so a message lists field and 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Annotated, Any, Literal, Self, TypeVar
 from urllib.parse import urlsplit
 
@@ -193,10 +193,6 @@ class Section(BaseModel):
             if value is not None:
                 cleaned[name] = value
         return cleaned
-
-    @classmethod
-    def from_variables(cls, variables: Mapping[str, Any]) -> Self:
-        return validate_variables(TypeAdapter(cls), variables, combination_problems)
 
 
 class HttpSettings(Section):
@@ -466,11 +462,13 @@ def _variable_of(error: Mapping[str, Any], known: set[str]) -> str | None:
     return None
 
 
-def _problems(exc: ValidationError, variables: Mapping[str, Any]) -> dict[str, str]:
+def _problems(exc: ValidationError, variables: Mapping[str, Any], *, fields_only: bool = False) -> dict[str, str]:
     known = set(known_variables())
     problems: dict[str, str] = {}
     for error in exc.errors(include_input=False, include_url=False):
         kind = error.get("type", "")
+        if fields_only and _variable_of(error, known) is None:
+            continue  # a rule of the whole variant (e.g. cluster_local's headers), not a malformed value
         if kind in _UNION_TAGS:
             name, allowed = _UNION_TAGS[kind]
             raw = variables.get(name)
@@ -510,7 +508,10 @@ def known_variables() -> frozenset[str]:
 
 
 def validate_variables(
-    adapter: TypeAdapter[T], variables: Mapping[str, Any], combined: Callable[[Mapping[str, Any]], dict[str, str]]
+    adapter: TypeAdapter[T],
+    variables: Mapping[str, Any],
+    combined: Callable[[Mapping[str, Any]], dict[str, str]] = lambda _: {},
+    unions: Collection[str] = (),
 ) -> T:
     problems: dict[str, str] = {}
     result: T | None = None
@@ -518,27 +519,44 @@ def validate_variables(
         result = adapter.validate_python(dict(variables))
     except ValidationError as exc:
         problems.update(_problems(exc, variables))
-        problems.update(_common_problems(exc, variables))
-    for name, reason in combined(variables).items():
+    for name, reason in {**_variant_problems(variables, unions), **combined(variables)}.items():
         problems.setdefault(name, reason)
     if problems or result is None:
         raise ConfigurationError(problems or {"configuration": "is invalid"})
     return result
 
 
-def _common_problems(exc: ValidationError, variables: Mapping[str, Any]) -> dict[str, str]:
-    """With an unknown platform or auth mode the union cannot pick a model: check the fields all share."""
-    kinds = {error.get("type") for error in exc.errors(include_input=False, include_url=False)}
+_VARIANTS: dict[str, tuple[str, tuple[tuple[type[Section], str], ...]]] = {
+    "instance_type": (
+        "CONFLUENCE_INSTANCE_TYPE",
+        ((OnPremSettings, Platform.ONPREM.value), (CloudSettings, Platform.CLOUD.value)),
+    ),
+    "auth_mode": (
+        "UNIQUE_SERVICE_AUTH_MODE",
+        ((ExternalAuthSettings, "external"), (ClusterLocalSettings, "cluster_local")),
+    ),
+}
+
+
+def _variant_problems(variables: Mapping[str, Any], unions: Collection[str]) -> dict[str, str]:
+    """Malformed values of every variant, whichever the platform and auth mode are (or whether they are valid).
+
+    A value set for the other platform is unused but still wrong, and saying so now spares the operator a
+    second round when they switch. Only set, malformed values count: what is *required* depends on the variant.
+    """
     problems: dict[str, str] = {}
-    for kind, common in (("instance_type", _ConfluenceCommon), ("auth_mode", _UniqueCommon)):
-        if kind not in kinds:
+    present = {name for name, value in variables.items() if value not in (None, "")}
+    for union in unions:
+        tag_variable, variants = _VARIANTS[union]
+        if not present & {f.alias for model, _ in variants for f in model.model_fields.values()} - {tag_variable}:
             continue
-        fields = {name: value for name, value in variables.items() if name != "CONFLUENCE_INSTANCE_TYPE"}
-        fields["CONFLUENCE_INSTANCE_TYPE"] = Platform.ONPREM.value  # any valid value: only the rest is checked
-        try:
-            common.model_validate(fields)
-        except ValidationError as inner:
-            problems.update(_problems(inner, variables))
+        for model, tag in variants:
+            try:
+                model.model_validate({**variables, tag_variable: tag})
+            except ValidationError as inner:
+                for name, reason in _problems(inner, variables, fields_only=True).items():
+                    if name != tag_variable and not reason.startswith("is required"):
+                        problems.setdefault(name, reason)
     return problems
 
 
@@ -548,21 +566,23 @@ _UNIQUE = TypeAdapter(UniqueSettings)
 
 def confluence_settings(variables: Mapping[str, Any]) -> OnPremSettings | CloudSettings:
     """The Confluence section alone (what `ConfluenceResource` validates)."""
-    return validate_variables(_CONFLUENCE, variables, combination_problems)
+    return validate_variables(_CONFLUENCE, variables, combination_problems, ("instance_type",))
 
 
 def unique_settings(variables: Mapping[str, Any]) -> ExternalAuthSettings | ClusterLocalSettings:
     """The Unique section alone (what `UniqueResource` validates)."""
-    return validate_variables(_UNIQUE, variables, lambda _: {})
+    return validate_variables(_UNIQUE, variables, unions=("auth_mode",))
 
 
 def run_settings(variables: Mapping[str, Any]) -> RunSettings:
-    return validate_variables(TypeAdapter(RunSettings), variables, lambda _: {})
+    return validate_variables(TypeAdapter(RunSettings), variables)
 
 
 def load_settings(variables: Mapping[str, Any]) -> ConnectorSettings:
     """Validate the whole configuration; raise one ConfigurationError naming every bad variable."""
-    return validate_variables(TypeAdapter(ConnectorSettings), variables, combination_problems)
+    return validate_variables(
+        TypeAdapter(ConnectorSettings), variables, combination_problems, ("instance_type", "auth_mode")
+    )
 
 
 def scrubber_for_variables(variables: Mapping[str, Any]) -> Scrubber:

@@ -36,8 +36,9 @@ SEARCH = r"/content/search$"
 
 def tick(box: Sandbox, cursor: str | None) -> Any:
     sensor = build_change_sensor(box.env, clock=lambda: NOW)
-    context = dg.build_sensor_context(cursor=cursor, instance=box.instance, resources=resources_from_env(box.env))
-    return sensor.evaluate_tick(context)
+    resources = resources_from_env(box.env)
+    with dg.build_sensor_context(cursor=cursor, instance=box.instance, resources=resources) as context:
+        return sensor.evaluate_tick(context)
 
 
 def searches(box: Sandbox) -> list[dict[str, str]]:
@@ -162,7 +163,11 @@ def test_skips_without_asking_confluence_while_a_sync_is_on_its_way(
             {"CONFLUENCE_TIMEZONE": "Atlantis/Capital", "CONFLUENCE_PAT": None},
             ["CONFLUENCE_TIMEZONE", "CONFLUENCE_PAT"],
         ),
-        ({"NODE_EXTRA_CA_CERTS": "/nonexistent/ca.pem"}, ["NODE_EXTRA_CA_CERTS"]),
+        # SSL_CERT_FILE/REQUESTS_CA_BUNDLE would replace the store (and make NODE_EXTRA_CA_CERTS moot): unset them.
+        (
+            {"NODE_EXTRA_CA_CERTS": "/nonexistent/ca.pem", "SSL_CERT_FILE": None, "REQUESTS_CA_BUNDLE": None},
+            ["NODE_EXTRA_CA_CERTS"],
+        ),
     ],
 )
 def test_bad_settings_skip_naming_the_variables(onprem: Sandbox, env: dict[str, str | None], named: list[str]) -> None:
