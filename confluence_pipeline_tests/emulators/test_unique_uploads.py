@@ -187,6 +187,7 @@ def test_download_serves_the_finalized_version_only(emu: UniqueEmulator, http: h
     again = upsert(http, emu, values)
     assert put(http, emu, "blob", again["writeUrl"], b"version two", "text/plain").status_code == 201
     assert http.get(url).content == b"version one"  # uploaded, not finalized yet
+    assert emu.store.content_bytes(KEY) == b"version one"
     upsert(http, emu, {**values, "fileUrl": again["readUrl"]})
     assert http.get(url).content == b"version two"
 
@@ -199,6 +200,8 @@ def test_download_refuses_unknown_unfinished_unauthorised_and_non_get(emu: Uniqu
     assert http.get(emu.content_file_url("cont_missing")).status_code == 404
     assert emu.store.content_bytes("acme/none") is None
     put(http, emu, "blob", registered["writeUrl"], b"x", "text/plain")
+    assert http.get(url).status_code == 404  # uploaded, never finalized
+    assert emu.store.content_bytes(KEY) is None
     upsert(http, emu, {**variables(emu, "text/plain", 1), "fileUrl": registered["readUrl"]})
     assert httpx.get(url).status_code == 401
     assert http.put(url, content=b"x").status_code == 405
