@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -58,6 +58,9 @@ class Response:
     status: int = 200
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    # Sent instead of `body`, chunk by chunk, for bodies too large to hold; `headers` must carry the
+    # Content-Length. A stream that ends short of it makes the server hang up mid-body, as a failing upstream does.
+    stream: Iterable[bytes] | None = None
 
     @classmethod
     def json(cls, payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -314,10 +317,26 @@ class EmulatorServer:
                 self.send_response(response.status)
                 for key, value in response.headers.items():
                     self.send_header(key, value)
+                if response.stream is not None:
+                    self._send_stream(response.stream, int(response.headers["Content-Length"]))
+                    return
                 self.send_header("Content-Length", str(len(response.body)))
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(response.body)
+
+            def _send_stream(self, stream: Iterable[bytes], length: int) -> None:
+                self.end_headers()
+                if self.command == "HEAD":
+                    return
+                sent = 0
+                for chunk in stream:
+                    self.wfile.write(chunk)
+                    sent += len(chunk)
+                if sent != length:
+                    self.close_connection = True
+                    with contextlib.suppress(OSError):
+                        self.connection.shutdown(socket.SHUT_RDWR)
 
             def _read_chunked(self) -> bytes:
                 # Streamed uploads arrive chunked; leaving them unread would corrupt the keep-alive connection.
