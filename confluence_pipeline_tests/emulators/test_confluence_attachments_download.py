@@ -55,8 +55,8 @@ def test_dc_download_needs_auth_and_serves_the_bytes(dc: ConfluenceEmulator) -> 
     with httpx.Client(headers=PAT) as client:
         url = download_link(dc, att, client)
         assert url.startswith(f"{dc.url}/confluence/download/attachments/{att.container.id}/spec%20sheet.pdf?")
-        response = client.get(url)
         head = client.head(url)
+        response = client.get(url)  # on the same connection: a HEAD that sent a body would garble this one
     assert response.status_code == 200
     assert response.content == sample_pdf()
     assert response.headers["Content-Type"] == "application/pdf"
@@ -66,6 +66,15 @@ def test_dc_download_needs_auth_and_serves_the_bytes(dc: ConfluenceEmulator) -> 
     basic = httpx.get(url, auth=("svc", "svc-password"))
     assert basic.status_code == 200 and basic.content == sample_pdf()
     assert httpx.get(url.replace("/confluence/", "/"), headers=PAT).status_code == 404  # the context path counts
+
+
+@pytest.mark.parametrize("filename", ["Übersicht (v2)+final.pdf", "100% done.txt", "a&b=c?.png"])
+def test_download_links_encode_any_filename(dc: ConfluenceEmulator, cloud: ConfluenceEmulator, filename: str) -> None:
+    for emu, kw in ((dc, {"headers": PAT}), (cloud, {"auth": CLOUD_AUTH})):
+        att = attach(emu, filename, b"bytes of " + filename.encode())
+        with httpx.Client(follow_redirects=True, **kw) as client:  # type: ignore[arg-type]
+            response = client.get(download_link(emu, att, client))
+        assert response.status_code == 200 and response.content == att.data.read()
 
 
 def test_dc_download_versions_and_missing_files(dc: ConfluenceEmulator) -> None:
