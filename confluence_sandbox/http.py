@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, BinaryIO
@@ -126,6 +126,9 @@ class Response:
     status: int = 200
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    # Sent instead of `body`, chunk by chunk, for bodies too large to hold; `headers` must carry the
+    # Content-Length. A stream that ends short of it makes the server hang up mid-body, as a failing upstream does.
+    stream: Iterable[bytes] | None = None
 
     @classmethod
     def json(cls, payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -417,10 +420,26 @@ class EmulatorServer:
                 self.send_response(response.status)
                 for key, value in response.headers.items():
                     self.send_header(key, value)
+                if response.stream is not None:
+                    self._send_stream(response.stream, int(response.headers["Content-Length"]))
+                    return
                 self.send_header("Content-Length", str(len(response.body)))
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(response.body)
+
+            def _send_stream(self, stream: Iterable[bytes], length: int) -> None:
+                self.end_headers()
+                if self.command == "HEAD":
+                    return
+                sent = 0
+                for chunk in stream:
+                    self.wfile.write(chunk)
+                    sent += len(chunk)
+                if sent != length:
+                    self.close_connection = True
+                    with contextlib.suppress(OSError):
+                        self.connection.shutdown(socket.SHUT_RDWR)
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _serve
 

@@ -16,6 +16,7 @@ from typing import Literal
 from lark import Lark, Token, Transformer
 from lark.exceptions import LarkError, VisitError
 
+from confluence_sandbox.confluence.attachments import Attachment
 from confluence_sandbox.confluence.wiki import Page, Wiki
 
 Platform = Literal["ONPREM", "CLOUD"]
@@ -325,20 +326,23 @@ class _Compiled:
     test: Predicate
 
 
-def evaluate(query: Query, scope: SearchScope) -> list[Page]:
-    """Visible, current content matching `query`, in `ORDER BY` order (id ascending by default)."""
+def evaluate(query: Query, scope: SearchScope) -> list[Page | Attachment]:
+    """Visible, current content (pages, blog posts, attachments) matching `query`, in `ORDER BY` order (id
+    ascending by default)."""
     wiki = scope.wiki
     with wiki.lock:
         compiled = _compile(query.where, scope)
         pool: Iterable[str] = compiled.candidates if compiled.candidates is not None else list(wiki.pages)
-        found: list[Page] = []
+        found: list[Page | Attachment] = []
         for page_id in pool:
             page = wiki.pages.get(page_id)
             if page is None or page.status != "current" or not wiki.is_visible(page):
                 continue
             if compiled.test(page):
                 found.append(page)
-        found.sort(key=lambda p: int(p.id))
+        # The indexes hold pages only; attachments are few enough to test one by one.
+        found.extend(a for a in wiki.attachments.values() if wiki.attachment_visible(a) and compiled.test(a))
+        found.sort(key=_numeric_id)
         for key in reversed(query.order):
             found.sort(key=_sort_key(key.field, wiki), reverse=key.descending)
         return found
@@ -355,7 +359,12 @@ def _sort_key(field: str, wiki: Wiki) -> Callable[[Page], object]:
         return lambda p: p.type
     if field == "space":
         return lambda p: p.space_key.lower()
-    return lambda p: int(p.id)
+    return _numeric_id
+
+
+def _numeric_id(content: Page | Attachment) -> int:
+    """Content ids share one sequence; an attachment's is the number after `att`."""
+    return int(content.numeric_id if isinstance(content, Attachment) else content.id)
 
 
 def _compile(node: Node, scope: SearchScope) -> _Compiled:
@@ -422,13 +431,15 @@ def _positive_clause(clause: Clause, scope: SearchScope) -> _Compiled:
         return _Compiled(None, lambda p: p.type in types)
     if field in ("id", "content"):
         ids = set(_texts(clause))
-        return _Compiled(ids, lambda p: p.id in ids)
+        return _Compiled(ids, lambda p: str(_numeric_id(p)) in ids)
     if field == "ancestor":
         ids = set()
         for root in _texts(clause):
             if root in wiki.pages:
                 ids.update(wiki.descendant_ids(root))
-        return _Compiled(ids, lambda p: p.id in ids)
+        # An attachment sits below its container, so the container's ancestors and the container are its own.
+        containers = ids | set(_texts(clause))
+        return _Compiled(ids, lambda p: p.container.id in containers if isinstance(p, Attachment) else p.id in ids)
     if field == "parent":
         ids = set()
         for parent in _texts(clause):
@@ -436,8 +447,9 @@ def _positive_clause(clause: Clause, scope: SearchScope) -> _Compiled:
                 ids.update(wiki.child_ids(parent))
         return _Compiled(ids, lambda p: p.id in ids)
     if field == "container":
-        # Only attachments and comments have a content container, and the emulator has neither.
-        return _Compiled(set(), lambda p: False)
+        # Only attachments (and comments, which the emulator lacks) have a content container; pages never match.
+        ids = set(_texts(clause))
+        return _Compiled(set(), lambda p: isinstance(p, Attachment) and p.container.id in ids)
     if field == "title":
         if clause.op in TEXT_OPS:
             return _Compiled(None, _text_match(clause, lambda p: p.title))
@@ -538,9 +550,9 @@ class SearchCache:
     def __init__(self, size: int = 64) -> None:
         self._size = size
         self._lock = threading.Lock()
-        self._entries: OrderedDict[tuple[object, ...], list[Page]] = OrderedDict()
+        self._entries: OrderedDict[tuple[object, ...], list[Page | Attachment]] = OrderedDict()
 
-    def search(self, query: Query, scope: SearchScope) -> list[Page]:
+    def search(self, query: Query, scope: SearchScope) -> list[Page | Attachment]:
         wiki = scope.wiki
         with wiki.lock:
             if query.time_dependent:

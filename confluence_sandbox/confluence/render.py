@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote_plus
 
+from confluence_sandbox.confluence.attachments import Attachment
 from confluence_sandbox.confluence.wiki import Page, Space
 
 if TYPE_CHECKING:
@@ -28,8 +29,12 @@ class Renderer:
     """Renders wiki objects for one emulator; reads its mode and quirk knobs on every call, as they may change."""
 
     def __init__(self, emulator: ConfluenceEmulator, *, username: str | None) -> None:
+        # Imported here because `render_attachments` builds on this module.
+        from confluence_sandbox.confluence.render_attachments import AttachmentRenderer
+
         self._emulator = emulator
         self._username = username
+        self.attachments = AttachmentRenderer(emulator, self)
 
     # -- v1 ----------------------------------------------------------------------------------
     def time(self, when: datetime) -> str:
@@ -106,7 +111,9 @@ class Renderer:
             },
         }
 
-    def content(self, page: Page, expand: set[str]) -> dict[str, Any]:
+    def content(self, page: Page | Attachment, expand: set[str]) -> dict[str, Any]:
+        if isinstance(page, Attachment):  # search results mix pages and attachments
+            return self.attachments.content(page, expand)
         wiki = self._emulator.wiki
         links = self._emulator.links
         space = wiki.spaces[page.space_key]
@@ -220,15 +227,20 @@ class Renderer:
             "page": f"/rest/api/content/{page.id}/child/page",
         }
         for kind in list(expandable):
-            if f"children.{kind}" not in expand:
+            if not any(e == f"children.{kind}" or e.startswith(f"children.{kind}.") for e in expand):
                 continue
-            found: list[Page] = []
+            found: list[Page] | list[Attachment] = []
+            nested: set[str] = set()
             if kind == "page":
                 found = [wiki.pages[c] for c in wiki.child_ids(page.id)]
                 found = [c for c in found if c.status == "current" and wiki.is_visible(c)]
+            if kind == "attachment":
+                found = wiki.attachments_of(page.id)
+                prefix = "children.attachment."
+                nested = {"metadata"} | {e[len(prefix) :] for e in expand if e.startswith(prefix)}
             window = found[:25]
             listing: dict[str, Any] = {
-                "results": [self.content(c, set()) for c in window],
+                "results": [self.content(c, nested) for c in window],
                 "start": 0,
                 "limit": 25,
                 "size": len(window),

@@ -12,6 +12,7 @@ from confluence_sandbox.confluence.cql import CqlError, SearchCache, SearchScope
 from confluence_sandbox.confluence.errors import HttpError, v1_error
 from confluence_sandbox.confluence.pagination import content_array
 from confluence_sandbox.confluence.render import Renderer
+from confluence_sandbox.confluence.render_attachments import DEFAULT_EXPAND
 from confluence_sandbox.confluence.wiki import Page
 from confluence_sandbox.http import Request, Response
 
@@ -35,6 +36,7 @@ class RestV1:
             (r"content/(\d+)", self._content),
             (r"content/(\d+)/child/page", self._children),
             (r"content/(\d+)/child/attachment", self._attachments),
+            (r"content/(\d+)/child/attachment/([^/]+)/download", self._attachment_download),
             (r"content/(\d+)/descendant/page", self._descendants),
             (r"content/(\d+)/label", self._labels),
             (r"space", self._spaces),
@@ -130,11 +132,13 @@ class RestV1:
         return content_array(self._emulator, request, children, self._content_json(expand), path=path, cap=cap)
 
     def _attachments(self, request: Request, route: Route, page_id: str) -> Response:
-        # The emulated wiki holds no attachments: a visible page lists none.
-        self._visible_page(page_id, route)
-        path = f"/rest/api/content/{page_id}/child/attachment"
-        cap = self._content_cap(set())
-        return content_array(self._emulator, request, [], self._content_json(set()), path=path, cap=cap)
+        page = self._visible_page(page_id, route)
+        cap = self._content_cap(_expand(request) | DEFAULT_EXPAND)
+        return self._emulator.attachment_routes.list_v1(request, page, cap=cap)
+
+    def _attachment_download(self, request: Request, route: Route, page_id: str, attachment_id: str) -> Response:
+        page = self._visible_page(page_id, route)
+        return self._emulator.attachment_routes.download_v1(request, page, attachment_id)
 
     def _descendants(self, request: Request, route: Route, page_id: str) -> Response:
         emulator = self._emulator

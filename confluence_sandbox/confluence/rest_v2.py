@@ -36,9 +36,10 @@ class RestV2:
             if match := re.fullmatch(r"(pages|blogposts)/(\d+)", rest):
                 return self._content(request, route, match.group(2), match.group(1))
             if match := re.fullmatch(r"(pages|blogposts)/(\d+)/attachments", rest):
-                # The emulated wiki holds no attachments: a visible page lists none.
-                self._page(route, match.group(2), match.group(1))
-                return v2_results(self._emulator, request, [], lambda x: x, f"/wiki/api/v2/{rest}", default_limit=50)
+                page = self._page(route, match.group(2), match.group(1))
+                return self._emulator.attachment_routes.list_v2(request, page, match.group(1))
+            if match := re.fullmatch(r"attachments/([^/]+)", rest):
+                return self._emulator.attachment_routes.get_v2(request, route, match.group(1))
             if match := re.fullmatch(r"(pages|blogposts)/(\d+)/labels", rest):
                 page = self._page(route, match.group(2), match.group(1))
                 labels = sorted(page.labels)

@@ -12,8 +12,11 @@ from datetime import tzinfo
 from typing import Literal
 from urllib.parse import parse_qs
 
+from confluence_sandbox.confluence.downloads import BodyCuts
 from confluence_sandbox.confluence.errors import HttpError, v1_error
+from confluence_sandbox.confluence.media import MediaHost
 from confluence_sandbox.confluence.render import Links, Renderer
+from confluence_sandbox.confluence.rest_attachments import AttachmentRoutes
 from confluence_sandbox.confluence.rest_v1 import RestV1
 from confluence_sandbox.confluence.rest_v2 import RestV2
 from confluence_sandbox.confluence.wiki import Wiki
@@ -34,8 +37,8 @@ LOGIN_PAGE = (
 class Route:
     """Which API a request path addresses, and whether a gateway path named this site's cloud id."""
 
-    kind: Literal["v1", "v2", "manifest", "tenant", "oauth"]
-    rest: str = ""  # path below the API root, e.g. "content/search"
+    kind: Literal["v1", "v2", "manifest", "tenant", "oauth", "download"]
+    rest: str = ""  # path below the API root, e.g. "content/search" (for downloads: "{pageId}/{filename}")
     gateway: bool = False
     cloud_id_ok: bool = True
 
@@ -43,7 +46,9 @@ class Route:
 class ConfluenceEmulator(EmulatorServer):
     """A fake Confluence DC/Server (`mode="ONPREM"`) or Cloud site plus API gateway (`mode="CLOUD"`).
 
-    Quirk switches are plain attributes and may be changed while the server runs.
+    Quirk switches are plain attributes and may be changed while the server runs. A Cloud emulator also runs
+    `media`, a `MediaHost` on its own port that serves attachment bytes; it starts and stops with the emulator.
+    Attachment routes and knobs: see `AttachmentRoutes` and `MediaHost`.
     """
 
     name = "confluence-emulator"
@@ -88,6 +93,8 @@ class ConfluenceEmulator(EmulatorServer):
         renderer = Renderer(self, username=username)
         self._rest_v1 = RestV1(self, renderer)
         self._rest_v2 = RestV2(self, renderer)
+        self.attachment_routes = AttachmentRoutes(self, renderer)
+        self.media: MediaHost | None = MediaHost(self, host) if self.mode == "CLOUD" else None
 
         # -- quirk knobs ---------------------------------------------------------------------
         self.cap_body = 50
@@ -110,10 +117,44 @@ class ConfluenceEmulator(EmulatorServer):
         self.os_authtype_breaks_pat = False
         self.dc_version = "8.5.3"
         self.dc_build_number = 8804
+        # -- attachment knobs ----------------------------------------------------------------
+        # How DC renders attachment ids: "att" (`att123`, as Cloud) or "numeric" (`123`); routes accept both.
+        self.dc_attachment_ids: Literal["att", "numeric"] = "att"
+        # Cloud answers 410 Gone to v1 `child/attachment` with `start > 0` (the `children.attachment` continuation).
+        self.cloud_attachment_pagination_gone = True
+        # Cloud's `/wiki/download/attachments/...` refuses `Authorization: Bearer` (OAuth) with 401.
+        self.cloud_download_refuses_bearer = True
+        # The media host answers 400 to requests carrying an Authorization header or cookies.
+        self.media_rejects_credentials = True
+        # Seconds a media redirect's signed token stays valid.
+        self.media_token_ttl = 60.0
+        # DC downloads to cut off mid-body (the media host has its own `media.body_cuts`).
+        self.body_cuts = BodyCuts()
 
     def __enter__(self) -> ConfluenceEmulator:
         self.start()
         return self
+
+    def start(self) -> ConfluenceEmulator:
+        if self.media is not None:
+            self.media.start()
+        super().start()
+        return self
+
+    def stop(self) -> None:
+        super().stop()
+        if self.media is not None:
+            self.media.stop()
+
+    def serve_forever(self) -> None:
+        if self.media is not None:
+            self.media.start()
+        super().serve_forever()
+
+    def wrap_tls(self, certfile: str, keyfile: str) -> None:
+        super().wrap_tls(certfile, keyfile)
+        if self.media is not None:
+            self.media.wrap_tls(certfile, keyfile)
 
     # -- addresses ---------------------------------------------------------------------------
     @property
@@ -171,6 +212,8 @@ class ConfluenceEmulator(EmulatorServer):
                 return Response.json({"cloudId": self.cloud_id})
             if route.kind == "oauth":
                 return self._oauth_token(request)
+            if (refusal := self.attachment_routes.refuse_bearer(request, route)) is not None:
+                return refusal
             if not self._authenticated(request):
                 return self._unauthorised(request)
             if self.html_login_page:
@@ -178,6 +221,8 @@ class ConfluenceEmulator(EmulatorServer):
             self._check_limit(request)
             if request.method not in ("GET", "HEAD"):
                 return v1_error(405, f"{request.method} is not supported by the emulator")
+            if route.kind == "download":
+                return self.attachment_routes.download(request, route)
             if route.kind == "v1":
                 return self._rest_v1.handle(request, route)
             return self._rest_v2.handle(request, route)
@@ -195,6 +240,8 @@ class ConfluenceEmulator(EmulatorServer):
                 return Route("oauth")
             if rest.startswith("/rest/api/"):
                 return Route("v1", rest[len("/rest/api/") :])
+            if rest.startswith("/download/attachments/"):
+                return Route("download", rest[len("/download/attachments/") :])
             return None
         if path == "/_edge/tenant_info":
             return Route("tenant")
@@ -202,6 +249,10 @@ class ConfluenceEmulator(EmulatorServer):
             return Route("v1", match.group(2), gateway=True, cloud_id_ok=match.group(1) == self.cloud_id)
         if match := re.match(r"^/ex/confluence/([^/]+)/wiki/api/v2/(.*)$", path):
             return Route("v2", match.group(2), gateway=True, cloud_id_ok=match.group(1) == self.cloud_id)
+        if match := re.match(r"^/ex/confluence/([^/]+)/wiki/download/attachments/(.*)$", path):
+            return Route("download", match.group(2), gateway=True, cloud_id_ok=match.group(1) == self.cloud_id)
+        if path.startswith("/wiki/download/attachments/"):
+            return Route("download", path[len("/wiki/download/attachments/") :])
         if path.startswith("/wiki/rest/api/"):
             return Route("v1", path[len("/wiki/rest/api/") :])
         if path.startswith("/wiki/api/v2/"):

@@ -7,6 +7,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from confluence_sandbox.confluence.attachments import WikiAttachments
+
 SPACE_TYPES = frozenset({"global", "personal", "collaboration", "knowledge_base"})
 CONTENT_TYPES = frozenset({"page", "blogpost"})
 FIRST_PAGE_ID = 100000
@@ -69,14 +71,15 @@ class Page:
         return chain
 
 
-class Wiki:
+class Wiki(WikiAttachments):
     """Thread-safe state; every mutation bumps `revision`, which lets the server cache search results.
 
     Visibility follows Confluence: view restrictions inherit, so a hidden page hides its whole subtree,
-    and a hidden space hides all its content.
+    and a hidden space hides all its content. Attachments: see `WikiAttachments`.
     """
 
     def __init__(self) -> None:
+        super().__init__()
         self.lock = threading.RLock()
         self.pages: dict[str, Page] = {}
         self.spaces: dict[str, Space] = {}
