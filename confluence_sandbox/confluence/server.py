@@ -85,6 +85,8 @@ class ConfluenceEmulator(EmulatorServer):
         self.cloud_id = cloud_id
         self.server_id = server_id
         self.wiki = wiki if wiki is not None else Wiki()
+        # A wiki served as Data Center refuses `rename_space`, as DC cannot change a space key.
+        self.wiki.platform = self.mode
         renderer = Renderer(self, username=username)
         self._rest_v1 = RestV1(self, renderer)
         self._rest_v2 = RestV2(self, renderer)
