@@ -50,6 +50,7 @@ KNOWN_TYPES = frozenset(
 )
 DC_SPACE_TYPES = frozenset({"global", "personal"})
 DATE_FUNCTIONS = frozenset({"now", "startofday", "endofday", "startofweek", "startofmonth", "startofyear"})
+SearchOrder = Literal["id", "lastmodified_desc"]
 
 _DATE_FORMATS: tuple[tuple[re.Pattern[str], str, timedelta], ...] = (
     (re.compile(r"^\d{4}/\d{2}/\d{2} \d{2}:\d{2}$"), "%Y/%m/%d %H:%M", timedelta(minutes=1)),
@@ -307,13 +308,19 @@ def _leftmost_is_negative(node: Node) -> bool:
 # -- evaluation -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SearchScope:
-    """What a search runs against. `unknown_space` decides between DC's 400 ("error") and Cloud's empty result."""
+    """What a search runs against. `unknown_space` decides between DC's 400 ("error") and Cloud's empty result.
+
+    `default_order` applies when the query has no ORDER BY. `include_hidden` keeps content the caller may not
+    view, for servers that apply view permissions only after cutting out a result page.
+    """
 
     wiki: Wiki
     platform: Platform = "ONPREM"
     timezone: tzinfo = UTC
     unknown_space: Literal["error", "empty"] = "error"
     now: datetime | None = None
+    default_order: SearchOrder = "id"
+    include_hidden: bool = False
 
 
 Predicate = Callable[[Page], bool]
@@ -326,7 +333,7 @@ class _Compiled:
 
 
 def evaluate(query: Query, scope: SearchScope) -> list[Page]:
-    """Visible, current content matching `query`, in `ORDER BY` order (id ascending by default)."""
+    """Visible, current content matching `query`, in `ORDER BY` order (else `scope.default_order`)."""
     wiki = scope.wiki
     with wiki.lock:
         compiled = _compile(query.where, scope)
@@ -334,11 +341,15 @@ def evaluate(query: Query, scope: SearchScope) -> list[Page]:
         found: list[Page] = []
         for page_id in pool:
             page = wiki.pages.get(page_id)
-            if page is None or page.status != "current" or not wiki.is_visible(page):
+            if page is None or page.status != "current":
+                continue
+            if not scope.include_hidden and not wiki.is_visible(page):
                 continue
             if compiled.test(page):
                 found.append(page)
         found.sort(key=lambda p: int(p.id))
+        if not query.order and scope.default_order == "lastmodified_desc":
+            found.sort(key=lambda p: p.when, reverse=True)
         for key in reversed(query.order):
             found.sort(key=_sort_key(key.field, wiki), reverse=key.descending)
         return found
@@ -545,7 +556,16 @@ class SearchCache:
         with wiki.lock:
             if query.time_dependent:
                 return evaluate(query, scope)
-            key = (query.text, scope.platform, str(scope.timezone), scope.unknown_space, wiki.revision, id(wiki))
+            key = (
+                query.text,
+                scope.platform,
+                str(scope.timezone),
+                scope.unknown_space,
+                scope.default_order,
+                scope.include_hidden,
+                wiki.revision,
+                id(wiki),
+            )
             with self._lock:
                 cached = self._entries.get(key)
                 if cached is not None:

@@ -7,11 +7,13 @@ import binascii
 import hmac
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Literal
 from urllib.parse import parse_qs
 
+from confluence_sandbox.confluence.cql import SearchOrder
 from confluence_sandbox.confluence.errors import HttpError, v1_error
 from confluence_sandbox.confluence.render import Links, Renderer
 from confluence_sandbox.confluence.rest_v1 import RestV1
@@ -113,6 +115,21 @@ class ConfluenceEmulator(EmulatorServer):
         self.dc_version = "8.5.3"
         self.dc_build_number = 8804
 
+        # -- search, permission, time and OAuth knobs ----------------------------------------
+        # Order of search results when the CQL has no ORDER BY: "id" (ascending) or "lastmodified_desc"
+        # (newest first, so an edit during a paged search moves the page to the front).
+        self.search_order: SearchOrder = "id"
+        # Called as `hook(n)` after the n-th content search response (n from 1) was built and before it is
+        # sent, so a test can change the wiki between the result pages of one paged search.
+        self.between_search_pages: Callable[[int], object] | None = None
+        self.search_pages_served = 0
+        # Reuse the result list of a CQL query until the wiki changes (every Wiki method bumps its revision).
+        # False evaluates every request afresh, which also sees changes made to Page objects directly.
+        self.search_cache = True
+        # Apply view permissions after cutting the result page, as Confluence does: a page can come back
+        # short or empty (`results: []`) while `next` still points at more matching content.
+        self.filter_after_paging = False
+
     def __enter__(self) -> ConfluenceEmulator:
         self.start()
         return self
@@ -146,6 +163,13 @@ class ConfluenceEmulator(EmulatorServer):
         if self.mode == "ONPREM":
             return Links(self.base_url, self.context_path)
         return Links(f"{self.url}/wiki", "/wiki")
+
+    # -- search hook -------------------------------------------------------------------------
+    def search_page_served(self) -> None:
+        """The v1 search handler reports each result page it answered, so the hook runs between pages."""
+        self.search_pages_served += 1
+        if self.between_search_pages is not None:
+            self.between_search_pages(self.search_pages_served)
 
     # -- recording ---------------------------------------------------------------------------
     def _record(self, request: Request) -> RecordedRequest:
