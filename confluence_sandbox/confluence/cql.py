@@ -3,13 +3,14 @@ index-assisted evaluator over a `Wiki`."""
 
 from __future__ import annotations
 
+import calendar
 import functools
 import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Literal
 
@@ -49,7 +50,19 @@ KNOWN_TYPES = frozenset(
     {"page", "blogpost", "attachment", "comment", "folder", "whiteboard", "database", "embed", "space", "user"}
 )
 DC_SPACE_TYPES = frozenset({"global", "personal"})
-DATE_FUNCTIONS = frozenset({"now", "startofday", "endofday", "startofweek", "startofmonth", "startofyear"})
+DATE_FUNCTIONS = frozenset(
+    {
+        "now",
+        "startofday",
+        "endofday",
+        "startofweek",
+        "endofweek",
+        "startofmonth",
+        "endofmonth",
+        "startofyear",
+        "endofyear",
+    }
+)
 SearchOrder = Literal["id", "lastmodified_desc"]
 
 _DATE_FORMATS: tuple[tuple[re.Pattern[str], str, timedelta], ...] = (
@@ -135,6 +148,11 @@ class Query:
     def time_dependent(self) -> bool:
         """Queries calling now() & co. cannot be cached."""
         return any(isinstance(v, Call) for clause in _clauses(self.where) for v in clause.values)
+
+    @property
+    def uses_now(self) -> bool:
+        """Whether the query calls `now()`, which Cloud documents and Data Center may not accept."""
+        return any(isinstance(v, Call) and v.name == "now" for clause in _clauses(self.where) for v in clause.values)
 
 
 # -- parsing ----------------------------------------------------------------------------------
@@ -503,40 +521,62 @@ def _instant(value: Operand, scope: SearchScope, clause: Clause) -> tuple[dateti
     if isinstance(value, Value):
         naive, resolution = parse_date_literal(clause.field, value.text)
         return naive.replace(tzinfo=scope.timezone).astimezone(UTC), resolution
-    now = (scope.now or datetime.now(UTC)).astimezone(scope.timezone)
+    zone = scope.timezone
+    now = (scope.now or datetime.now(UTC)).astimezone(zone)
+    # The increment moves the boundary, not the reference time: startOfMonth("+14d") is the 15th of this month.
+    moment = now if value.name == "now" else _boundary(value.name, now.replace(tzinfo=None)).replace(tzinfo=zone)
     if value.args:
-        now = _shift(now, value.args[0].text)
-    local = now.replace(tzinfo=None)
-    if value.name == "now":
-        return now.astimezone(UTC), timedelta(minutes=1)
+        moment = _shift(moment, value.args[0].text)
+    return moment.astimezone(UTC), timedelta(minutes=1)
+
+
+def _boundary(name: str, local: datetime) -> datetime:
+    """The start or end of the server-local day, week (Sunday first), month or year around `local` (naive)."""
     day = datetime.combine(local.date(), datetime.min.time())
-    if value.name == "startofday":
-        base = day
-    elif value.name == "endofday":
-        base = day + timedelta(days=1) - timedelta(milliseconds=1)
-    elif value.name == "startofweek":
-        base = day - timedelta(days=(local.weekday() + 1) % 7)  # Confluence weeks start on Sunday
-    elif value.name == "startofmonth":
-        base = datetime.combine(date(local.year, local.month, 1), datetime.min.time())
-    else:
-        base = datetime.combine(date(local.year, 1, 1), datetime.min.time())
-    return base.replace(tzinfo=scope.timezone).astimezone(UTC), timedelta(minutes=1)
+    last_ms = timedelta(milliseconds=1)
+    week = day - timedelta(days=(local.weekday() + 1) % 7)  # Confluence weeks start on Sunday
+    month = day.replace(day=1)
+    year = day.replace(month=1, day=1)
+    boundaries = {
+        "startofday": day,
+        "endofday": day + timedelta(days=1) - last_ms,
+        "startofweek": week,
+        "endofweek": week + timedelta(days=7) - last_ms,
+        "startofmonth": month,
+        "endofmonth": _add_months(month, 1) - last_ms,
+        "startofyear": year,
+        "endofyear": year.replace(year=year.year + 1) - last_ms,
+    }
+    return boundaries[name]
 
 
 def _shift(moment: datetime, offset: str) -> datetime:
+    """Calendar units move the local wall clock (a day stays a day across DST); hours and minutes move the instant."""
     match = _OFFSET.match(offset)
     if match is None:  # pragma: no cover - validated at parse time
         return moment
     sign = -1 if match.group(1) == "-" else 1
     amount = int(match.group(2)) * sign
     unit = match.group(3)
+    if unit in ("h", "m"):
+        step = timedelta(hours=1) if unit == "h" else timedelta(minutes=1)
+        return (moment.astimezone(UTC) + step * amount).astimezone(moment.tzinfo)
+    zone = moment.tzinfo
+    local = moment.replace(tzinfo=None)
     if unit == "y":
-        return moment.replace(year=moment.year + amount)
-    if unit == "M":
-        months = moment.month - 1 + amount
-        return moment.replace(year=moment.year + months // 12, month=months % 12 + 1)
-    deltas = {"w": timedelta(weeks=1), "d": timedelta(days=1), "h": timedelta(hours=1), "m": timedelta(minutes=1)}
-    return moment + deltas[unit] * amount
+        local = _add_months(local, 12 * amount)
+    elif unit == "M":
+        local = _add_months(local, amount)
+    else:
+        local += (timedelta(weeks=1) if unit == "w" else timedelta(days=1)) * amount
+    return local.replace(tzinfo=zone)
+
+
+def _add_months(moment: datetime, months: int) -> datetime:
+    """Month arithmetic that clamps the day, as Java's Calendar does (31 May - 1M = 30 April)."""
+    index = moment.month - 1 + months
+    year, month = moment.year + index // 12, index % 12 + 1
+    return moment.replace(year=year, month=month, day=min(moment.day, calendar.monthrange(year, month)[1]))
 
 
 class SearchCache:

@@ -58,6 +58,8 @@ class RestV1:
             query = parse(cql)
         except CqlError as exc:
             return v1_error(400, str(exc))
+        if query.uses_now and emulator.mode == "ONPREM" and not emulator.dc_accepts_now:
+            return v1_error(400, f"Could not parse cql : {cql}")
         expand = _expand(request)
         cap = self._content_cap(expand)
         path = "/rest/api/content/search"
@@ -71,6 +73,7 @@ class RestV1:
             emulator.mode,
             self._timezone(),
             unknown,
+            now=emulator.cql_now,
             default_order=emulator.search_order,
             include_hidden=emulator.filter_after_paging,
         )

@@ -9,7 +9,7 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import tzinfo
+from datetime import datetime, tzinfo
 from typing import Literal
 from urllib.parse import parse_qs
 
@@ -129,6 +129,10 @@ class ConfluenceEmulator(EmulatorServer):
         # Apply view permissions after cutting the result page, as Confluence does: a page can come back
         # short or empty (`results: []`) while `next` still points at more matching content.
         self.filter_after_paging = False
+        # The clock CQL date functions read; None means the real time.
+        self.cql_now: datetime | None = None
+        # Whether DC accepts `now()` in CQL (Cloud always does); False answers 400 like any unknown function.
+        self.dc_accepts_now = True
 
     def __enter__(self) -> ConfluenceEmulator:
         self.start()
