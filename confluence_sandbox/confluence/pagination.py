@@ -48,8 +48,13 @@ def content_array(
     cap: int,
     cursor: bool = False,
     default_limit: int = 25,
+    visible: Callable[[T], bool] | None = None,
 ) -> Response:
-    """A ContentArray page; DC miscounts `next.start` when it capped the limit, Cloud search uses cursors."""
+    """A ContentArray page; DC miscounts `next.start` when it capped the limit, Cloud search uses cursors.
+
+    With `visible`, `items` still holds what the caller may not see: the window is cut first and filtered
+    afterwards, so a page can come back short or empty while `next` says more follows.
+    """
     requested = int_param(request, "limit", default_limit)
     limit = min(requested, cap)
     raw_query = urlsplit(request.raw_target).query
@@ -62,12 +67,13 @@ def content_array(
     else:
         offset = int_param(request, "start", 0)
     window = list(items[offset : offset + limit])
+    shown = window if visible is None else [item for item in window if visible(item)]
     links = emulator.links
     body: dict[str, Any] = {
-        "results": [render(item) for item in window],
+        "results": [render(item) for item in shown],
         "start": offset,
         "limit": limit,
-        "size": len(window),
+        "size": len(shown),
         "_links": {
             "base": links.base,
             "context": links.context,

@@ -8,7 +8,7 @@ from datetime import UTC, tzinfo
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
-from confluence_sandbox.confluence.cql import CqlError, SearchCache, SearchScope, UnknownSpaceError, parse
+from confluence_sandbox.confluence.cql import CqlError, SearchCache, SearchScope, UnknownSpaceError, evaluate, parse
 from confluence_sandbox.confluence.errors import HttpError, v1_error
 from confluence_sandbox.confluence.pagination import content_array
 from confluence_sandbox.confluence.render import Renderer
@@ -60,6 +60,8 @@ class RestV1:
             query = parse(cql)
         except CqlError as exc:
             return v1_error(400, str(exc))
+        if query.uses_now and emulator.mode == "ONPREM" and not emulator.dc_accepts_now:
+            return v1_error(400, f"Could not parse cql : {cql}")
         expand = _expand(request)
         cap = self._content_cap(expand)
         path = "/rest/api/content/search"
@@ -68,15 +70,28 @@ class RestV1:
         unknown: Literal["error", "empty"] = "error"
         if emulator.mode == "CLOUD" or emulator.dc_unknown_space == "empty":
             unknown = "empty"
-        scope = SearchScope(emulator.wiki, emulator.mode, self._timezone(), unknown)
+        scope = SearchScope(
+            emulator.wiki,
+            emulator.mode,
+            self._timezone(),
+            unknown,
+            now=emulator.cql_now,
+            default_order=emulator.search_order,
+            include_hidden=emulator.filter_after_paging,
+        )
         try:
-            pages = self._search_cache.search(query, scope)
+            pages = self._search_cache.search(query, scope) if emulator.search_cache else evaluate(query, scope)
         except UnknownSpaceError:
             if emulator.dc_unknown_space == "500":
                 return v1_error(500, "java.lang.NullPointerException")
             return v1_error(400, "parameters should not be empty")
         cursor = emulator.mode == "CLOUD"
-        return content_array(emulator, request, pages, self._content_json(expand), path=path, cap=cap, cursor=cursor)
+        visible = emulator.wiki.is_visible if emulator.filter_after_paging else None
+        render = self._content_json(expand)
+        response = content_array(emulator, request, pages, render, path=path, cap=cap, cursor=cursor, visible=visible)
+        if response.status == 200:
+            emulator.search_page_served()
+        return response
 
     def _content_list(self, request: Request, route: Route) -> Response:
         wiki = self._emulator.wiki

@@ -6,21 +6,28 @@ import base64
 import binascii
 import hmac
 import re
-import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import tzinfo
+from datetime import datetime, tzinfo
 from typing import Literal
-from urllib.parse import parse_qs
 
+from confluence_sandbox.confluence.cql import SearchOrder
 from confluence_sandbox.confluence.downloads import BodyCuts
 from confluence_sandbox.confluence.errors import HttpError, v1_error
 from confluence_sandbox.confluence.media import MediaHost
+from confluence_sandbox.confluence.oauth import (
+    CLOUD_TOKEN_PATH,
+    DC_TOKEN_PATH,
+    OAuthServer,
+    is_token_path,
+    redact_token_request,
+)
 from confluence_sandbox.confluence.render import Links, Renderer
 from confluence_sandbox.confluence.rest_attachments import AttachmentRoutes
 from confluence_sandbox.confluence.rest_v1 import RestV1
 from confluence_sandbox.confluence.rest_v2 import RestV2
 from confluence_sandbox.confluence.wiki import Wiki
-from confluence_sandbox.http import REDACTED, EmulatorServer, RecordedRequest, Request, Response
+from confluence_sandbox.http import EmulatorServer, RecordedRequest, Request, Response
 
 Mode = Literal["ONPREM", "CLOUD"]
 
@@ -84,12 +91,14 @@ class ConfluenceEmulator(EmulatorServer):
         self._password = password
         self._cloud_user = cloud_user
         self._cloud_token = cloud_token
-        self._oauth_client_id = oauth_client_id
-        self._oauth_client_secret = oauth_client_secret
-        self._oauth_tokens: set[str] = set()
+        # OAuth 2.0 client credentials: DC `{base}/rest/oauth2/latest/token`, Cloud `{gateway_url}/oauth/token`.
+        # Both exist only when `oauth_client_id` is given; `oauth.clock` may be replaced to expire tokens.
+        self.oauth = OAuthServer(oauth_client_id, oauth_client_secret)
         self.cloud_id = cloud_id
         self.server_id = server_id
         self.wiki = wiki if wiki is not None else Wiki()
+        # A wiki served as Data Center refuses `rename_space`, as DC cannot change a space key.
+        self.wiki.platform = self.mode
         renderer = Renderer(self, username=username)
         self._rest_v1 = RestV1(self, renderer)
         self._rest_v2 = RestV2(self, renderer)
@@ -130,6 +139,27 @@ class ConfluenceEmulator(EmulatorServer):
         self.media_token_ttl = 60.0
         # DC downloads to cut off mid-body (the media host has its own `media.body_cuts`).
         self.body_cuts = BodyCuts()
+
+        # -- search, permission, time and OAuth knobs ----------------------------------------
+        # Order of search results when the CQL has no ORDER BY: "id" (ascending) or "lastmodified_desc"
+        # (newest first, so an edit during a paged search moves the page to the front).
+        self.search_order: SearchOrder = "id"
+        # Called as `hook(n)` after the n-th content search response (n from 1) was built and before it is
+        # sent, so a test can change the wiki between the result pages of one paged search.
+        self.between_search_pages: Callable[[int], object] | None = None
+        self.search_pages_served = 0
+        # Reuse the result list of a CQL query until the wiki changes (every Wiki method bumps its revision).
+        # False evaluates every request afresh, which also sees changes made to Page objects directly.
+        self.search_cache = True
+        # Apply view permissions after cutting the result page, as Confluence does: a page can come back
+        # short or empty (`results: []`) while `next` still points at more matching content.
+        self.filter_after_paging = False
+        # The clock CQL date functions read; None means the real time.
+        self.cql_now: datetime | None = None
+        # Whether DC accepts `now()` in CQL (Cloud always does); False answers 400 like any unknown function.
+        self.dc_accepts_now = True
+        # Seconds an issued OAuth token stays valid (`expires_in` in the token response).
+        self.oauth_token_ttl: float = 3600
 
     def __enter__(self) -> ConfluenceEmulator:
         self.start()
@@ -186,18 +216,26 @@ class ConfluenceEmulator(EmulatorServer):
             return Links(self.base_url, self.context_path)
         return Links(f"{self.url}/wiki", "/wiki")
 
+    # -- OAuth -------------------------------------------------------------------------------
+    @property
+    def oauth_tokens_issued(self) -> int:
+        return self.oauth.issued
+
+    def revoke_oauth_tokens(self) -> None:
+        """Every token issued so far answers 401 from now on; new token requests still succeed."""
+        self.oauth.revoke_all()
+
+    # -- search hook -------------------------------------------------------------------------
+    def search_page_served(self) -> None:
+        """The v1 search handler reports each result page it answered, so the hook runs between pages."""
+        self.search_pages_served += 1
+        if self.between_search_pages is not None:
+            self.between_search_pages(self.search_pages_served)
+
     # -- recording ---------------------------------------------------------------------------
     def _record(self, request: Request) -> RecordedRequest:
-        if request.path.endswith("/rest/oauth2/latest/token") and request.body:
-            request = Request(
-                request.method,
-                request.path,
-                request.query,
-                request.headers,
-                REDACTED.encode(),
-                request.raw_target,
-                request.time,
-            )
+        if is_token_path(request.path):
+            request = redact_token_request(request)
         return super()._record(request)
 
     # -- dispatch ----------------------------------------------------------------------------
@@ -211,10 +249,10 @@ class ConfluenceEmulator(EmulatorServer):
             if route.kind == "tenant":
                 return Response.json({"cloudId": self.cloud_id})
             if route.kind == "oauth":
-                return self._oauth_token(request)
+                return self.oauth.token(request, self.mode, self.oauth_token_ttl)
             if (refusal := self.attachment_routes.refuse_bearer(request, route)) is not None:
                 return refusal
-            if not self._authenticated(request):
+            if not self._authenticated(request, route):
                 return self._unauthorised(request)
             if self.html_login_page:
                 return Response.text(LOGIN_PAGE, 200, "text/html")
@@ -236,7 +274,7 @@ class ConfluenceEmulator(EmulatorServer):
             rest = path[len(self.context_path) :]
             if rest == "/rest/applinks/1.0/manifest":
                 return Route("manifest")
-            if rest == "/rest/oauth2/latest/token" and self._oauth_client_id:
+            if rest == DC_TOKEN_PATH and self.oauth.enabled:
                 return Route("oauth")
             if rest.startswith("/rest/api/"):
                 return Route("v1", rest[len("/rest/api/") :])
@@ -245,6 +283,8 @@ class ConfluenceEmulator(EmulatorServer):
             return None
         if path == "/_edge/tenant_info":
             return Route("tenant")
+        if path == CLOUD_TOKEN_PATH and self.oauth.enabled:
+            return Route("oauth")
         if match := re.match(r"^/ex/confluence/([^/]+)(?:/wiki)?/rest/api/(.*)$", path):
             return Route("v1", match.group(2), gateway=True, cloud_id_ok=match.group(1) == self.cloud_id)
         if match := re.match(r"^/ex/confluence/([^/]+)/wiki/api/v2/(.*)$", path):
@@ -260,7 +300,7 @@ class ConfluenceEmulator(EmulatorServer):
         return None
 
     # -- auth --------------------------------------------------------------------------------
-    def _authenticated(self, request: Request) -> bool:
+    def _authenticated(self, request: Request, route: Route) -> bool:
         scheme, _, credential = request.headers.get("authorization", "").strip().partition(" ")
         scheme = scheme.lower()
         credential = credential.strip()
@@ -269,12 +309,15 @@ class ConfluenceEmulator(EmulatorServer):
                 ignore_bearer = (request.param("os_authType") or "").lower() == "basic"
                 if self._pat is not None and hmac.compare_digest(credential, self._pat):
                     return not (ignore_bearer and self.os_authtype_breaks_pat)
-                return credential in self._oauth_tokens and not ignore_bearer
+                return self.oauth.is_valid(credential) and not ignore_bearer
             if scheme == "basic" and self._username is not None and self._password is not None:
                 return self._basic_matches(credential, self._username, self._password)
             return False
         if scheme == "basic":
             return self._basic_matches(credential, self._cloud_user, self._cloud_token)
+        # Cloud OAuth tokens are only good through the API gateway, never on the site URL.
+        if scheme == "bearer" and route.gateway:
+            return self.oauth.is_valid(credential)
         return False
 
     @staticmethod
@@ -293,20 +336,6 @@ class ConfluenceEmulator(EmulatorServer):
             if "authorization" in request.headers:
                 headers["X-Seraph-LoginReason"] = "AUTHENTICATED_FAILED"
         return v1_error(401, "Client must be authenticated to access this resource.", headers)
-
-    def _oauth_token(self, request: Request) -> Response:
-        if request.method != "POST":
-            return v1_error(405, "use POST")
-        form = {k: v[0] for k, v in parse_qs(request.body.decode("utf-8"), keep_blank_values=True).items()}
-        if (
-            form.get("grant_type") != "client_credentials"
-            or form.get("client_id") != self._oauth_client_id
-            or not hmac.compare_digest(form.get("client_secret", ""), self._oauth_client_secret or "")
-        ):
-            return Response.json({"error": "invalid_client", "error_description": "Invalid client"}, 401)
-        token = secrets.token_urlsafe(24)
-        self._oauth_tokens.add(token)
-        return Response.json({"access_token": token, "token_type": "bearer", "expires_in": 3600, "scope": "READ"})
 
     def _check_limit(self, request: Request) -> None:
         raw = request.param("limit")
