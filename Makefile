@@ -54,7 +54,7 @@ ui: install
 	$(BIN)/dagster dev
 
 bench: install
-	$(BIN)/python benchmarks/sync_bench.py
+	$(BIN)/python -m benchmarks.sync_bench
 
 clean:
 	rm -rf $(VENV) .sandbox .pytest_cache .ruff_cache

@@ -13,7 +13,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -271,11 +271,15 @@ def run_phase(
     unique.clear_requests()
     slug = name.replace(" ", "_").replace("%", "pct")
     cpu_before = _own_cpu()
+    previous_run, _ = _latest_run(home)
     if options.isolate:
         profile = workdir / f"{slug}.prof" if options.profile else None
         outcome = _run_child(env, home, workdir / f"{slug}.log", profile)
     else:
         outcome = _run_in_process(env, home)
+    if outcome.run_id is not None and outcome.run_id == previous_run:
+        # No run was created (the process failed before launching one): never report the last phase's figures.
+        outcome = replace(outcome, run_id=None, log=outcome.log or "no run was created (see the log)")
     emulator_cpu = _own_cpu() - cpu_before
     kinds, span = _confluence_kinds(confluence.requests)
     seen, deletes = _unique_seen(unique)

@@ -25,7 +25,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 COUNT_COLUMNS = ("discovered", "new", "updated", "unchanged", "deleted", "failed", "in_unique")
 
 
-# -- what the seed should produce, derived from the wiki model by the SPEC's rules ---------------
+# -- what the seed should produce, derived from the wiki model by the sync's rules ---------------
 def seeded_wiki() -> Wiki:
     wiki = Wiki()
     seed_demo_wiki(wiki)
@@ -33,7 +33,7 @@ def seeded_wiki() -> Wiki:
 
 
 def expected_synced(wiki: Wiki, mode: str) -> dict[str, set[str]]:
-    """Page ids per space key that a sync must hold in Unique (SPEC §1.1-1.2), straight from the wiki."""
+    """Page ids per space key a sync must hold in Unique (labelled, or below a subtree label), from the wiki."""
     space_types = {"global", "collaboration"} if mode == "CLOUD" else {"global"}
 
     def eligible(page_id: str) -> bool:

@@ -79,7 +79,7 @@ class Sandbox:
     unique: UniqueEmulator
 
     def env(self, dagster_home: Path | None = None) -> dict[str, str]:
-        """Every variable the connector reads (SPEC §3), set for this sandbox; DAGSTER_HOME when given."""
+        """Every variable the connector reads, set for this sandbox; DAGSTER_HOME when given."""
         env = {"CONFLUENCE_INSTANCE_TYPE": self.mode, "CONFLUENCE_URL": self.confluence.base_url}
         if self.mode == "ONPREM":
             env["CONFLUENCE_PAT"] = SANDBOX_PAT

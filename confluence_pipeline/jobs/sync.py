@@ -5,6 +5,7 @@
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
@@ -19,7 +20,6 @@ from confluence_pipeline.resources import ConfluenceResource, SyncOptionsResourc
 from confluence_pipeline.sync import discovery
 from confluence_pipeline.sync.planning import plan_sync
 from confluence_pipeline.sync.reports import (
-    COUNT_FIELDS,
     RequestTotals,
     SpaceReport,
     SyncTotals,
@@ -254,34 +254,9 @@ def summarize_sync(
     merged = merge_reports(((d.space.key, d.space.id, d) for d in diffs), reports, test_mode=test_mode)
     totals = SyncTotals.of(merged)
     by_step = run_requests_by_step(context)
-    requests = RequestTotals.of(by_step.values())
-    metadata: dict[str, dg.RawMetadataValue] = {f"total_{name}": count for name, count in totals.as_dict().items()}
-    metadata.update(
-        {
-            "spaces": totals.spaces,
-            "test_mode": test_mode,
-            "confluence_requests": sum(requests.confluence.values()),
-            "unique_requests": sum(requests.unique.values()),
-            "confluence_requests_by_route": dg.MetadataValue.json(dict(sorted(requests.confluence.items()))),
-            "unique_requests_by_route": dg.MetadataValue.json(dict(sorted(requests.unique.items()))),
-            "per_space": dg.MetadataValue.md(per_space_table(merged)),
-        }
-    )
+    metadata = _summary_metadata(totals, RequestTotals.of(by_step.values()), merged, test_mode)
     for report in merged:
-        space_requests = RequestTotals.of(
-            c for step, c in by_step.items() if mapping_key_of(step) == report.mapping_key
-        )
-        context.log_event(
-            dg.AssetObservation(
-                asset_key=dg.AssetKey(["confluence_space", _asset_safe(report.space_key)]),
-                metadata={
-                    **report.counts(),
-                    "space_key": report.space_key,
-                    "confluence_requests": sum(space_requests.confluence.values()),
-                    "unique_requests": sum(space_requests.unique.values()),
-                },
-            )
-        )
+        context.log_event(_space_observation(report, by_step))
     context.add_output_metadata(metadata)
     context.log.info(
         "Sync total"
@@ -297,7 +272,7 @@ def summarize_sync(
             metadata={**metadata, "failed_pages": ", ".join(f.page_id for f in totals.failures[:200])},
             allow_retries=False,
         )
-    return {name: totals.counts.get(name, 0) for name in COUNT_FIELDS}
+    return totals.as_dict()
 
 
 @dg.job(
@@ -326,6 +301,40 @@ def _targets(confluence: ConfluenceResource, unique: UniqueResource) -> TargetSc
         scope_id=settings.scope_id,
         template=settings.scope_path_template,
         source_name=confluence.settings.base_url,
+    )
+
+
+def _summary_metadata(
+    totals: SyncTotals, requests: RequestTotals, merged: list[SpaceReport], test_mode: bool
+) -> dict[str, Any]:
+    metadata: dict[str, Any] = {f"total_{name}": count for name, count in totals.as_dict().items()}
+    metadata.update(
+        {
+            "spaces": totals.spaces,
+            "test_mode": test_mode,
+            "confluence_requests": sum(requests.confluence.values()),
+            "unique_requests": sum(requests.unique.values()),
+            "confluence_requests_by_route": dg.MetadataValue.json(dict(sorted(requests.confluence.items()))),
+            "unique_requests_by_route": dg.MetadataValue.json(dict(sorted(requests.unique.items()))),
+            "per_space": dg.MetadataValue.md(per_space_table(merged)),
+        }
+    )
+    return metadata
+
+
+def _space_observation(report: SpaceReport, by_step: dict[str, dict[str, int]]) -> dg.AssetObservation:
+    """One space's counts and the requests its own steps made."""
+    requests = RequestTotals.of(
+        counts for step, counts in by_step.items() if mapping_key_of(step) == report.mapping_key
+    )
+    return dg.AssetObservation(
+        asset_key=dg.AssetKey(["confluence_space", _asset_safe(report.space_key)]),
+        metadata={
+            **report.counts(),
+            "space_key": report.space_key,
+            "confluence_requests": sum(requests.confluence.values()),
+            "unique_requests": sum(requests.unique.values()),
+        },
     )
 
 

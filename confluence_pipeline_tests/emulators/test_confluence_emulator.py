@@ -293,7 +293,7 @@ def _basic(user: str, password: str) -> dict[str, str]:
         (_basic("svc@example.com", "cloud-token"), "", 401),
         ({}, "", 401),
         ({"Authorization": "Basic !!!"}, "", 401),
-        (PAT, "&os_authType=basic", 200),  # PATs survive os_authType=basic (contract §5)
+        (PAT, "&os_authType=basic", 200),  # PATs survive os_authType=basic; only OAuth bearer tokens are ignored
         (_basic("svc", "svc-password"), "&os_authType=basic", 200),
     ],
 )

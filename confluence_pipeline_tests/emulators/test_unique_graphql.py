@@ -98,7 +98,7 @@ def data(emu: UniqueEmulator, http: httpx.Client, query: str, variables: dict[st
 
 
 def single_error(body: dict[str, Any]) -> dict[str, Any]:
-    """Assert the contract error shape (§2) and return the one error."""
+    """Assert the GraphQL error shape (message, extensions.code, response status) and return the one error."""
     assert body["data"] is None
     assert len(body["errors"]) == 1
     error = body["errors"][0]

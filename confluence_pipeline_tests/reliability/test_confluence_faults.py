@@ -21,7 +21,7 @@ from confluence_pipeline_tests.support import (
 from confluence_sandbox.confluence.server import LOGIN_PAGE
 from confluence_sandbox.http import Fault
 
-ABSURD = "9223372036854775807"  # seen from Atlassian in the wild (contract confluence-rest §6)
+ABSURD = "9223372036854775807"  # a Retry-After Atlassian has really sent (with X-RateLimit-Limit: 0)
 _BODYLESS = json.dumps(
     {
         "results": [

@@ -24,7 +24,7 @@ PUT_UPLOAD = r"^/blob/upload$"
 
 
 def _graphql_error(message: str, status: int = 500, code: str = "INTERNAL_SERVER_ERROR") -> bytes:
-    """An error in the contract's shape (unique-ingestion §2)."""
+    """A GraphQL error as Unique sends it: `extensions.code` and `extensions.response.statusCode`."""
     error = {
         "message": message,
         "path": ["contentUpsert"],
@@ -176,7 +176,9 @@ def test_graphql_error_on_finalize_of_an_update_keeps_the_previous_version(onpre
 
     assert "failed at finalize" in failure_text(result)
     state = unique_state(onprem)
-    assert state[updated_key] == before[updated_key]  # not deleted (contract §9 "known hazard"), not changed
+    assert (
+        state[updated_key] == before[updated_key]
+    )  # an update that failed is not deleted (its id is the old content), not changed
     assert onprem.unique.store.content_by_key(updated_key).id == content_id
     assert state == {**expected_state(onprem), updated_key: before[updated_key]}
     _converges_after_faults_clear(onprem)

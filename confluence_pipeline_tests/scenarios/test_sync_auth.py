@@ -1,4 +1,4 @@
-"""Scenarios for the auth modes of both systems (issue: sync job, item 10)."""
+"""Scenarios for the auth modes of both systems."""
 
 from __future__ import annotations
 

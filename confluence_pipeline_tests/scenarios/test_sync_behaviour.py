@@ -1,4 +1,4 @@
-"""Scenarios for SPEC §1–§2: given this wiki, after a sync Unique holds exactly this."""
+"""What a sync does, as scenarios: given this wiki, after a sync Unique holds exactly this."""
 
 from __future__ import annotations
 

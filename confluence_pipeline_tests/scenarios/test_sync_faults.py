@@ -1,4 +1,4 @@
-"""Scenarios for rate limits and isolated page failures (issue: sync job, item 11)."""
+"""Scenarios for rate limits and isolated page failures."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The request pacer keeps the SPEC's promises: evenly spread, bounded bursts, never more than N per minute."""
+"""The request pacer keeps its promises: evenly spread, bounded bursts, never more than N per minute."""
 
 from __future__ import annotations
 

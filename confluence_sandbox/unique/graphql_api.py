@@ -292,7 +292,7 @@ def unique_schema() -> GraphQLSchema:
 
 # -- errors and execution ------------------------------------------------------------------
 def error_entry(message: str, status: int, code: str, path: list[str | int] | None = None) -> dict[str, Any]:
-    """One entry of `errors` in the shape the contract's fixtures show (§2)."""
+    """One entry of `errors` in the shape Unique sends: message, path, extensions.code and response."""
     return {
         "message": message,
         "path": path,
@@ -371,6 +371,6 @@ def run_document(
     result = execute_sync(
         schema, document, variable_values=dict(variables or {}), operation_name=operation_name, context_value=context
     )
-    if result.errors:  # the contract shape: data is null whenever something failed
+    if result.errors:  # as Unique answers: data is null whenever something failed
         return error_response([_format_error(e, "BAD_USER_INPUT") for e in result.errors])
     return {"data": result.data}

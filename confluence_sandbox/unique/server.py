@@ -70,7 +70,7 @@ def graphql_error_fault(
 
 
 class UniqueEmulator(EmulatorServer):
-    """A fake of Unique's ingestion side (contract unique-ingestion.md), backed by a `UniqueStore`.
+    """A fake of Unique's ingestion side (GraphQL, file-diff, uploads, Zitadel), backed by a `UniqueStore`.
 
     Knobs (constructor keywords, also plain attributes a test may change while the server runs):
 
@@ -119,7 +119,7 @@ class UniqueEmulator(EmulatorServer):
         self.user_id = user_id
         self.token_ttl = token_ttl
         self.auth_mode = auth_mode
-        # The contract says CC sends no auth on uploads; we demand it on the cluster-local route unless told not to.
+        # Unique's connector sends no auth on uploads; we demand it on the cluster-local route unless told not to.
         self.scoped_upload_requires_auth = True
         self.report_moves = report_moves
         self.file_diff_filters_by_source = file_diff_filters_by_source
