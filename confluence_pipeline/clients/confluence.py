@@ -8,6 +8,7 @@ import sys
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from typing import Any
+from urllib.parse import quote as quote_path
 from urllib.parse import urlsplit
 
 import httpx
@@ -17,8 +18,10 @@ from confluence_pipeline.clients.errors import RemoteHttpError, RemoteNotFound, 
 from confluence_pipeline.clients.transport import HttpApi, RetryPolicy
 from confluence_pipeline.config.secrets import Scrubber, reveal
 from confluence_pipeline.config.settings import CloudSettings, OnPremSettings
-from confluence_pipeline.domain.cql import BODY_BATCH, ids_cql
-from confluence_pipeline.domain.models import PageBody, PageRef, Platform, SpaceRef
+from confluence_pipeline.domain.batches import batched
+from confluence_pipeline.domain.cql import BODY_BATCH, ids_cql, quote
+from confluence_pipeline.domain.models import PageBody, PageRef, Platform, SpaceRef, SyncLabels
+from confluence_pipeline.domain.ownership import content_mark
 from confluence_pipeline.domain.timefmt import to_utc_iso
 
 ConfluenceSettings = OnPremSettings | CloudSettings
@@ -26,6 +29,8 @@ ConfluenceSettings = OnPremSettings | CloudSettings
 log = logging.getLogger(__name__)
 
 DISCOVERY_EXPAND = ("space", "version", "metadata.labels")
+CONFIRM_EXPAND = ("space", "version", "metadata.labels", "ancestors")
+CONFIRM_BATCH = 200  # ids per confirming query: DC caps results with non-body expansions at 200
 BODY_EXPAND = ("body.storage", "space", "version", "metadata.labels")
 DISCOVERY_PAGE_SIZE = 200  # DC caps expanded searches at 200; larger requests are silently cut
 SYNCABLE_TYPES = frozenset({"page", "blogpost"})
@@ -238,6 +243,59 @@ class ConfluenceClient(ABC):
             return False
         return True
 
+    # -- identity ---------------------------------------------------------------------------------
+    def instance_mark(self) -> str:
+        """The ownership mark of this Confluence instance (one unauthenticated request, or none on Cloud
+        with CONFLUENCE_CLOUD_ID set)."""
+        return content_mark(self.platform, self._instance_id())
+
+    @abstractmethod
+    def _instance_id(self) -> str:
+        """The server id (DC) or cloud id (Cloud) of this Confluence."""
+
+    @abstractmethod
+    def resolve_space(self, space_id: str, key_hint: str) -> SpaceRef | None:
+        """The space with this id as it is now (its key may have changed), or None when it is gone or hidden."""
+
+    def _space_ref(self, payload: Any, route: str) -> SpaceRef:
+        try:
+            space = _Space.model_validate(payload)
+        except ValidationError as exc:
+            raise _malformed(f"a space is missing fields: {_short_errors(exc)}", route) from exc
+        return SpaceRef(str(space.id), space.key, space.name, space.type)
+
+    # -- deletion confirmation --------------------------------------------------------------------
+    def pages_still_synced(self, page_ids: Sequence[str], space_id: str, labels: SyncLabels) -> dict[str, PageRef]:
+        """Of `page_ids` (missing from discovery), those still in the sync set of space `space_id`.
+
+        Still synced means: visible and current, in that space, in a syncable space type, and either
+        labelled itself or below a page carrying the subtree label. Two batched queries per 200 pages:
+        the pages with their ancestors, then which of those ancestors carry the subtree label.
+        """
+        kept: dict[str, PageRef] = {}
+        unlabelled: dict[str, tuple[PageRef, frozenset[str]]] = {}
+        space_types = self.platform.syncable_space_types
+        for batch in batched(list(dict.fromkeys(page_ids)), CONFIRM_BATCH):
+            for results in self._search_pages(ids_cql(batch), CONFIRM_EXPAND, CONFIRM_BATCH):
+                for item in results:
+                    ref = self.page_ref(item)
+                    if ref is None or ref.space.id != space_id or ref.space.type not in space_types:
+                        continue  # deleted, trashed, hidden, moved away or not syncable: it left the sync set
+                    if labels.single in ref.labels or labels.subtree in ref.labels:
+                        kept[ref.id] = ref
+                    else:
+                        unlabelled[ref.id] = (ref, _ancestor_ids(item))
+        ancestors = sorted({a for _, ids in unlabelled.values() for a in ids}, key=lambda a: (len(a), a))
+        tree_roots: set[str] = set()
+        for batch in batched(ancestors, CONFIRM_BATCH):
+            cql = f"{ids_cql(batch)} AND label = {quote(labels.subtree)}"
+            for results in self._search_pages(cql, (), CONFIRM_BATCH):
+                tree_roots.update(str(item.get("id")) for item in results)
+        for page_id, (ref, ids) in unlabelled.items():
+            if ids & tree_roots:
+                kept[page_id] = ref
+        return kept
+
     def close(self) -> None:
         self.api.close()
 
@@ -272,6 +330,26 @@ class OnPremConfluenceClient(ConfluenceClient):
 
     def web_url(self, content: dict[str, Any], page_id: str) -> str:
         return f"{self.settings.base_url}/pages/viewpage.action?pageId={page_id}"
+
+    def _instance_id(self) -> str:
+        # Sent without credentials, asking for JSON: Confluence 10 answers XML otherwise.
+        route = "GET applinks manifest"
+        payload = self.api.json("GET", f"{self.settings.base_url}/rest/applinks/1.0/manifest", route=route, auth=None)
+        server_id = payload.get("id") if isinstance(payload, dict) else None
+        if not isinstance(server_id, str) or not server_id.strip():
+            raise _malformed("the applinks manifest has no server id", route)
+        return server_id.strip()
+
+    def resolve_space(self, space_id: str, key_hint: str) -> SpaceRef | None:
+        # DC cannot look a space up by id, but it cannot change a space's key either: a space with this id,
+        # if it still exists, still has the key it had. Another id under that key means ours is gone.
+        route = "GET space/{key}"
+        try:
+            payload = self.api.json("GET", f"{self.settings.api_root}/space/{quote_path(key_hint)}", route=route)
+        except RemoteNotFound:
+            return None
+        space = self._space_ref(payload, route)
+        return space if space.id == space_id else None
 
 
 class CloudConfluenceClient(ConfluenceClient):
@@ -316,6 +394,28 @@ class CloudConfluenceClient(ConfluenceClient):
             return f"{self.settings.web_base}{webui}"
         return f"{self.settings.web_base}/pages/viewpage.action?pageId={page_id}"
 
+    def _instance_id(self) -> str:
+        if self.settings.cloud_id:
+            return self.settings.cloud_id
+        route = "GET tenant_info"
+        payload = self.api.json("GET", f"{self.settings.base_url}/_edge/tenant_info", route=route, auth=None)
+        cloud_id = payload.get("cloudId") if isinstance(payload, dict) else None
+        if not isinstance(cloud_id, str) or not cloud_id.strip():
+            raise _malformed("tenant_info has no cloudId", route)
+        return cloud_id.strip()
+
+    def resolve_space(self, space_id: str, key_hint: str) -> SpaceRef | None:
+        # Cloud can rename a space key, so only the id identifies it: ask the v2 API by id.
+        route = "GET v2 spaces"
+        payload = self.api.json("GET", f"{self._api_prefix()}/api/v2/spaces", route=route, params={"ids": space_id})
+        results = payload.get("results") if isinstance(payload, dict) else None
+        if not isinstance(results, list):
+            raise _malformed("the v2 spaces response has no results list", route)
+        for item in results:
+            if isinstance(item, dict) and str(item.get("id")) == space_id:
+                return self._space_ref(item, route)
+        return None
+
     def fetch_body(self, page_id: str) -> PageBody | None:
         # v1 single-content routes are deprecated on Cloud; read one page through CQL instead.
         bodies: dict[str, PageBody] = {}
@@ -341,6 +441,13 @@ class BearerAuth(httpx.Auth):
         yield request
 
 
+def _ancestor_ids(item: dict[str, Any]) -> frozenset[str]:
+    ancestors = item.get("ancestors")
+    if not isinstance(ancestors, list):
+        return frozenset()
+    return frozenset(str(a.get("id")) for a in ancestors if isinstance(a, dict) and str(a.get("id", "")).isdigit())
+
+
 def _parse_search_page(payload: Any, url: str) -> SearchPage:
     if not isinstance(payload, dict) or not isinstance(payload.get("results"), list):
         raise _malformed("the search response has no results list")
@@ -350,8 +457,8 @@ def _parse_search_page(payload: Any, url: str) -> SearchPage:
     return SearchPage(results=payload["results"], next_link=links.get("next"), base=links.get("base"))
 
 
-def _malformed(detail: str) -> UnexpectedResponse:
-    return UnexpectedResponse(system="confluence", method="GET", route="GET content/search", status=200, detail=detail)
+def _malformed(detail: str, route: str = "GET content/search") -> UnexpectedResponse:
+    return UnexpectedResponse(system="confluence", method="GET", route=route, status=200, detail=detail)
 
 
 def _short_errors(exc: ValidationError) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ mutation ContentUpsert($input: ContentCreateInput!, $fileUrl: String, $chatId: S
 PAGINATED_CONTENT_KEYS = """
 query PaginatedContent($skip: Int!, $take: Int!, $where: ContentWhereInput) {
   paginatedContent(skip: $skip, take: $take, where: $where) {
-    nodes { id key ownerId }
+    nodes { id key ownerId metadata }
     totalCount } }
 """
 PAGINATED_CONTENT_COUNT = """
@@ -88,6 +89,7 @@ class ContentNode:
     id: str
     key: str
     owner_id: str | None
+    metadata: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -353,18 +355,25 @@ class UniqueClient:
             )
             nodes = (data.get("paginatedContent") or {}).get("nodes") or []
             for node in nodes:
-                yield ContentNode(str(node["id"]), str(node.get("key") or ""), node.get("ownerId"))
+                yield ContentNode(
+                    str(node["id"]), str(node.get("key") or ""), node.get("ownerId"), _metadata(node.get("metadata"))
+                )
             if len(nodes) < page_size:
                 return
             skip += page_size
 
     def ids_for_keys(self, keys: Sequence[str]) -> dict[str, str]:
         """Exact key → content id for the keys that exist."""
-        found: dict[str, str] = {}
+        return {key: node.id for key, node in self.nodes_for_keys(keys).items()}
+
+    def nodes_for_keys(self, keys: Sequence[str]) -> dict[str, ContentNode]:
+        """Exact key → content node (with its metadata) for the keys that exist."""
+        found: dict[str, ContentNode] = {}
         for chunk in batched(list(keys), KEYS_PER_QUERY):
+            wanted = set(chunk)
             for node in self.iter_content({"key": {"in": chunk}}):
-                if node.key in chunk:
-                    found[node.key] = node.id
+                if node.key in wanted:
+                    found[node.key] = node
         return found
 
     def delete(self, content_ids: Sequence[str]) -> list[str]:
@@ -426,6 +435,16 @@ class UniqueClient:
         self.api.close()
         if self.tokens is not None:
             self.tokens.api.close()
+
+
+def _metadata(value: Any) -> Mapping[str, Any] | None:
+    """Unique stores metadata as a flat map; some servers hand it back as a JSON string."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    return value if isinstance(value, Mapping) else None
 
 
 def _scope(node: Mapping[str, Any]) -> ScopeNode:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from confluence_pipeline.domain.models import SpaceRef
 
 _DIGITS = re.compile(r"[0-9]+")
+_RELATIVE_KEY = re.compile(r"(?P<page_id>[0-9]+)(?:::(?P<attachment_id>[A-Za-z0-9]+))?")
 _SPACE_SEGMENT = re.compile(r"(?P<space_id>[0-9]+)_(?P<space_key>.+)", re.DOTALL)
 
 MAPPING_KEY_MAX = 100
@@ -79,23 +80,30 @@ class ParsedKey:
     page_id: str
     partial_key: str
     key_prefix: str = ""
+    attachment_id: str | None = None  # set for an attachment key `<pageId>::<attachmentId>`
 
     @property
     def stored_partial_key(self) -> str:
         return f"{self.key_prefix}{self.partial_key}"
 
+    @property
+    def relative_key(self) -> str:
+        """The key below the partial key, as file-diff names it."""
+        return self.page_id if self.attachment_id is None else f"{self.page_id}::{self.attachment_id}"
+
 
 def parse_content_key(key: str) -> ParsedKey | None:
-    """Parse `[<prefix>/]<digits>_<spaceKey>/<pageId>`; None for keys of anything else (other sources, attachments)."""
+    """Parse `[<prefix>/]<digits>_<spaceKey>/<pageId>[::<attachmentId>]`; None for keys of anything else."""
     if not isinstance(key, str):
         return None
     segments = key.split("/")
     if len(segments) < 2 or any(not segment for segment in segments):
         return None
-    page_id = segments[-1]
+    relative = _RELATIVE_KEY.fullmatch(segments[-1])
     space_match = _SPACE_SEGMENT.fullmatch(segments[-2])
-    if space_match is None or not _DIGITS.fullmatch(page_id):
+    if space_match is None or relative is None:
         return None
+    page_id = relative["page_id"]
     prefix_segments = segments[:-2]
     return ParsedKey(
         space_id=space_match["space_id"],
@@ -103,6 +111,7 @@ def parse_content_key(key: str) -> ParsedKey | None:
         page_id=page_id,
         partial_key=segments[-2],
         key_prefix="".join(f"{segment}/" for segment in prefix_segments),
+        attachment_id=relative["attachment_id"],
     )
 
 

@@ -6,10 +6,14 @@ import json
 from collections.abc import Collection
 
 from confluence_pipeline.domain.models import PageRef
+from confluence_pipeline.domain.ownership import OWNER_METADATA_KEY
 
 
-def content_metadata(page: PageRef, sync_labels: Collection[str]) -> dict[str, str]:
+def content_metadata(page: PageRef, sync_labels: Collection[str], mark: str) -> dict[str, str]:
     """Metadata for one page; `confluenceLabels` is a JSON array of its labels minus the sync labels.
+
+    `mark` is the ownership mark of the Confluence instance (`confluenceInstance`): cleanup only ever
+    considers items that carry it.
 
     Sync labels are compared case-insensitively because Confluence lower-cases labels while the
     configured label names may not be.
@@ -25,4 +29,5 @@ def content_metadata(page: PageRef, sync_labels: Collection[str]) -> dict[str, s
         "contentType": page.type,
         "version": str(page.version),
         "lastModified": page.updated_at,
+        OWNER_METADATA_KEY: mark,
     }

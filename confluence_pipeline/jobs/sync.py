@@ -18,6 +18,7 @@ from confluence_pipeline.jobs.metering import StepRequests, mapping_key_of, run_
 from confluence_pipeline.jobs.writers import WRITER_TAG, refuse_concurrent_sync
 from confluence_pipeline.resources import ConfluenceResource, SyncOptionsResource, UniqueResource, require_valid
 from confluence_pipeline.sync import discovery
+from confluence_pipeline.sync.diffing import diff_space
 from confluence_pipeline.sync.planning import plan_sync
 from confluence_pipeline.sync.reports import (
     RequestTotals,
@@ -27,7 +28,7 @@ from confluence_pipeline.sync.reports import (
     merge_reports,
     per_space_table,
 )
-from confluence_pipeline.sync.spaces import SpaceDiff, SpaceWork, diff_space, write_space
+from confluence_pipeline.sync.spaces import SpaceDiff, SpaceWork, write_space
 from confluence_pipeline.sync.targets import StoredSpace, TargetScopes
 
 JOB_NAME = "confluence_sync"
@@ -56,6 +57,7 @@ class LabelledPages:
     pages: dict[str, PageRef]
     roots: tuple[str, ...]
     skipped: int
+    mark: str  # this Confluence instance's ownership mark
 
 
 @dataclass(frozen=True)
@@ -64,12 +66,15 @@ class DiscoveredPages:
     labelled: int
     descendants: int
     skipped: int
+    mark: str
 
 
 @dataclass(frozen=True)
 class PlanSummary:
     discovered_spaces: int
     vanished: tuple[StoredSpace, ...]
+    replaced: tuple[StoredSpace, ...]
+    mark: str
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,13 @@ def discover_labelled_pages(
     meter = StepRequests(confluence=confluence)
     labels = confluence.settings.labels
     try:
+        mark = confluence.client.instance_mark()
+    except RemoteError as exc:
+        raise dg.Failure(
+            description=f"Could not identify the Confluence instance, so nothing was diffed or written: {exc}",
+            allow_retries=False,
+        ) from None
+    try:
         pages, roots, skipped = discovery.discover_labelled(confluence.client, labels, only_spaces=config.restriction())
     except RemoteError as exc:
         raise _discovery_failed(exc) from None
@@ -105,7 +117,7 @@ def discover_labelled_pages(
     context.add_output_metadata(
         {"labelled": len(pages), "roots": len(roots), "test_mode": test_mode, **meter.metadata()}
     )
-    return LabelledPages(pages, tuple(roots), skipped)
+    return LabelledPages(pages, tuple(roots), skipped, mark)
 
 
 @dg.op(tags={"kind": "confluence"})
@@ -123,7 +135,7 @@ def expand_descendants(
     ordered = tuple(sorted(pages.values(), key=lambda p: (len(p.id), p.id)))
     context.log.info(f"Expansion: {added} descendants added, {len(ordered)} pages in total")
     context.add_output_metadata({"pages": len(ordered), "descendants": added, **meter.metadata()})
-    return DiscoveredPages(ordered, len(labelled.pages), added, labelled.skipped)
+    return DiscoveredPages(ordered, len(labelled.pages), added, labelled.skipped, labelled.mark)
 
 
 @dg.op(out={"spaces": dg.DynamicOut(SpaceWork), "plan": dg.Out(PlanSummary)}, tags={"kind": "unique"})
@@ -138,12 +150,17 @@ def plan_spaces(
     meter = StepRequests(unique=unique)
     try:
         plan = plan_sync(
-            discovered.pages, unique.client, _targets(confluence, unique), only_spaces=config.restriction()
+            discovered.pages,
+            unique.client,
+            _targets(confluence, unique, discovered.mark),
+            mark=discovered.mark,
+            only_spaces=config.restriction(),
         )
     except GuardTripped as exc:
         raise dg.Failure(description=str(exc), metadata={"guard": exc.guard}, allow_retries=False) from None
     context.log.info(plan.describe())
-    yield dg.Output(PlanSummary(plan.discovered_spaces, plan.vanished), "plan", metadata=meter.metadata())
+    summary = PlanSummary(plan.discovered_spaces, plan.vanished, plan.replaced, discovered.mark)
+    yield dg.Output(summary, "plan", metadata=meter.metadata())
     for work in plan.works:
         yield dg.DynamicOutput(work, mapping_key=work.mapping_key, output_name="spaces")
 
@@ -169,7 +186,14 @@ def diff_space_op(
     )
     counts = {"new": len(result.to_create), "updated": len(result.to_update), "unchanged": result.unchanged}
     context.add_output_metadata(
-        {**counts, "to_delete": len(result.delete_ids), "guard": result.guard or "", **meter.metadata()}
+        {
+            **counts,
+            "to_delete": len(result.delete_ids),
+            "old_copies_to_replace": len(result.replaced_ids),
+            "kept_after_confirmation": result.kept,
+            "guard": result.guard or "",
+            **meter.metadata(),
+        }
     )
     return result
 
@@ -178,6 +202,7 @@ def diff_space_op(
 def check_guards(
     context: dg.OpExecutionContext,
     config: SyncRunConfig,
+    plan: PlanSummary,
     diffs: list[SpaceDiff],
     confluence: ConfluenceResource,
     unique: UniqueResource,
@@ -198,7 +223,7 @@ def check_guards(
     scope_ids: dict[str, str] = {}
     if needing_scope and not test_mode:
         try:
-            scope_ids = _targets(confluence, unique).ensure(needing_scope)
+            scope_ids = _targets(confluence, unique, plan.mark).ensure(needing_scope)
         except RemoteError as exc:
             raise dg.Failure(description=f"Resolving target scopes failed before any page write: {exc}") from None
     with_writes = [d for d in diffs if d.has_writes]
@@ -287,20 +312,21 @@ def summarize_sync(
 def confluence_sync() -> None:
     labelled = discover_labelled_pages()
     discovered = expand_descendants(labelled)
-    works, _plan = plan_spaces(discovered)
+    works, plan = plan_spaces(discovered)
     diffs = works.map(diff_space_op).collect()
-    tasks, _scopes = check_guards(diffs)
+    tasks, _scopes = check_guards(plan, diffs)
     reports = tasks.map(ingest_and_delete).collect()
     summarize_sync(diffs, reports)
 
 
-def _targets(confluence: ConfluenceResource, unique: UniqueResource) -> TargetScopes:
+def _targets(confluence: ConfluenceResource, unique: UniqueResource, mark: str) -> TargetScopes:
     settings = unique.settings
     return TargetScopes(
         unique.client,
         scope_id=settings.scope_id,
         template=settings.scope_path_template,
         source_name=confluence.settings.base_url,
+        mark=mark,
     )
 
 

@@ -87,6 +87,7 @@ def _ingest_one(
     scope_id: str,
     sync_labels: Collection[str],
     source: Source,
+    mark: str,
 ) -> None:
     page = body.page
     data = body.storage.encode("utf-8")
@@ -95,7 +96,7 @@ def _ingest_one(
         title=page.title,
         url=page.web_url,
         byte_size=len(data),
-        metadata=content_metadata(page, sync_labels),
+        metadata=content_metadata(page, sync_labels, mark),
         scope_id=scope_id,
         source=source,
     )
@@ -129,6 +130,7 @@ def ingest_pages(
     scope_id: str,
     sync_labels: Collection[str],
     source: Source,
+    mark: str,
     concurrency: int,
 ) -> IngestOutcome:
     """Ingest the pages `page_ids`; at most two batches of bodies are held at once.
@@ -156,6 +158,7 @@ def ingest_pages(
                             scope_id=scope_id,
                             sync_labels=sync_labels,
                             source=source,
+                            mark=mark,
                         ),
                     )
                     for body in bodies

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from confluence_pipeline.clients.unique import ScopeNode, UniqueClient
 from confluence_pipeline.domain.keys import parse_content_key, partial_key
 from confluence_pipeline.domain.models import SpaceRef
-from confluence_pipeline.domain.ownership import partial_key_of_scope, scope_external_id
+from confluence_pipeline.domain.ownership import Ownership, ownership, partial_key_of_scope, scope_external_id
 from confluence_pipeline.domain.scopes import scope_path
 
 log = logging.getLogger(__name__)
@@ -42,11 +42,14 @@ def _template_depth(template: str) -> int:
 class TargetScopes:
     """Resolves scopes for spaces: one configured scope, or one scope per space from the path template."""
 
-    def __init__(self, unique: UniqueClient, *, scope_id: str | None, template: str, source_name: str) -> None:
+    def __init__(
+        self, unique: UniqueClient, *, scope_id: str | None, template: str, source_name: str, mark: str
+    ) -> None:
         self.unique = unique
         self.scope_id = scope_id
         self.template = template
         self.source_name = source_name
+        self.mark = mark  # this Confluence instance's ownership mark on content
 
     @property
     def single(self) -> bool:
@@ -69,12 +72,27 @@ class TargetScopes:
         for space, scope in zip(ordered, scopes, strict=True):
             resolved[space.key] = scope.id
             wanted = self.external_id(space)
-            if scope.external_id != wanted:
-                try:
-                    self.unique.set_scope_external_id(scope.id, wanted)
-                except Exception as exc:  # marking only helps later cleanup; never block ingestion
-                    log.warning("Could not mark scope %s of space %s as ours: %s", scope.id, space.key, exc)
+            if scope.external_id == wanted or self._marks_another_copy(scope, space):
+                continue
+            try:
+                self.unique.set_scope_external_id(scope.id, wanted)
+            except Exception as exc:  # marking only helps later cleanup; never block ingestion
+                log.warning("Could not mark scope %s of space %s as ours: %s", scope.id, space.key, exc)
         return resolved
+
+    def _marks_another_copy(self, scope: ScopeNode, space: SpaceRef) -> bool:
+        """Whether the scope's mark names an older copy of this space that still holds content.
+
+        A space re-created with the same key gets the same scope path. Its old copy is only found again
+        through this mark, so the mark moves to the new prefix once the old copy is gone, not before.
+        """
+        previous = partial_key_of_scope(scope.external_id, self.source_name)
+        if previous is None or previous == partial_key(space):
+            return False
+        if self.unique.count({"key": {"startsWith": f"{previous}/"}}) == 0:
+            return False
+        log.info("Scope %s keeps its mark for %s until that copy is cleaned up", scope.id, previous)
+        return True
 
     # -- reads ----------------------------------------------------------------------------------
     def _root(self) -> ScopeNode | None:
@@ -120,12 +138,16 @@ class TargetScopes:
             found: dict[str, StoredSpace] = {}
             for node in self.unique.iter_content({"ownerId": {"equals": self.scope_id}}):
                 parsed = parse_content_key(node.key)
-                if parsed is None or parsed.partial_key in known or parsed.partial_key in found:
+                if parsed is None or parsed.stored_partial_key in known or parsed.stored_partial_key in found:
                     continue
-                found[parsed.partial_key] = StoredSpace(
+                # Key shape alone never makes content ours: our mark, or no mark in this connector's key form.
+                kind = ownership(node.metadata, self.mark)
+                if kind is Ownership.FOREIGN or (kind is Ownership.UNMARKED and parsed.key_prefix):
+                    continue
+                found[parsed.stored_partial_key] = StoredSpace(
                     parsed.space_id, parsed.space_key, parsed.stored_partial_key, self.scope_id
                 )
-            return sorted(found.values(), key=lambda s: s.space_key)
+            return sorted(found.values(), key=lambda s: (s.space_key, s.stored_prefix))
         vanished: list[StoredSpace] = []
         for scope in self._marked_space_scopes():
             pk = partial_key_of_scope(scope.external_id, self.source_name) or ""

@@ -85,7 +85,8 @@ def test_parse_content_key(key: str, expected: ParsedKey) -> None:
         "98307_ENG/",
         "/98307_ENG/1",  # empty prefix segment
         "acme//98307_ENG/1",
-        "98307_ENG/123::att789",  # attachment
+        "98307_ENG/123::",  # an attachment key needs an attachment id
+        "98307_ENG/123::att-789",
         "98307_ENG/abc",
         "98307_ENG/1/2",  # page id where a space segment belongs
         "ENG_98307/1",
@@ -100,6 +101,13 @@ def test_parse_content_key(key: str, expected: ParsedKey) -> None:
 )
 def test_parse_content_key_returns_none_for_other_keys(key: str) -> None:
     assert parse_content_key(key) is None
+
+
+def test_an_attachment_key_parses_to_its_page_and_attachment() -> None:
+    parsed = parse_content_key("acme/98307_ENG/123::att789")
+    assert parsed is not None
+    assert (parsed.page_id, parsed.attachment_id, parsed.relative_key) == ("123", "att789", "123::att789")
+    assert parsed.stored_partial_key == "acme/98307_ENG"
 
 
 @pytest.mark.parametrize("key", ["ENG", "~jdoe", "a-b", "a_b", "x" * 150, "ÜNI", "1_2"])

@@ -1,0 +1,207 @@
+"""The read-only stage per space: ask Unique what changed, confirm every deletion, decide cleanups, check guards.
+
+Nothing here writes. Three rules keep deletes safe:
+- **Ownership.** Only items carrying this instance's mark are ours; an unmarked item (written before marks
+  existed) is adopted only when its space resolves in this Confluence and its key has this connector's
+  form; items another instance marked are never touched.
+- **Confirmation.** A page the file-diff calls deleted is deleted only after a targeted query shows it left
+  the sync set (gone, trashed, moved, hidden, or neither labelled nor below a subtree-labelled page).
+- **Identity.** A space is its id: an old prefix of a discovered space (key renamed, or the space re-created
+  or restored under a new id) is replaced by the new one, and a vanished space is asked for by id.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import replace
+
+from confluence_pipeline.clients.confluence import ConfluenceClient
+from confluence_pipeline.clients.errors import RemoteError
+from confluence_pipeline.clients.unique import ContentNode, UniqueClient
+from confluence_pipeline.domain.cql import space_labelled_cql
+from confluence_pipeline.domain.diff import FileDiff, file_list, plan_space
+from confluence_pipeline.domain.guards import GuardTripped, check_space_diff, should_clean_up_space
+from confluence_pipeline.domain.keys import parse_content_key, partial_key
+from confluence_pipeline.domain.models import Source, SpaceRef, SyncLabels
+from confluence_pipeline.domain.ownership import Ownership, ownership
+from confluence_pipeline.sync.spaces import SpaceDiff, SpaceWork
+from confluence_pipeline.sync.targets import StoredSpace
+
+log = logging.getLogger(__name__)
+
+Deletion = tuple[str, str]  # (stored key, content id)
+
+
+def diff_space(
+    work: SpaceWork, confluence: ConfluenceClient, unique: UniqueClient, labels: SyncLabels, source: Source
+) -> SpaceDiff:
+    """Ask Unique what changed in this space and decide every write; writes nothing."""
+    if work.vanished is not None:
+        return replace(
+            _diff_vanished(work.space, work.vanished, confluence, unique, labels, work.mark),
+            mapping_key=work.mapping_key,
+            mark=work.mark,
+        )
+    return _diff_discovered(work, confluence, unique, labels, source)
+
+
+def _diff_discovered(
+    work: SpaceWork, confluence: ConfluenceClient, unique: UniqueClient, labels: SyncLabels, source: Source
+) -> SpaceDiff:
+    space, pages = work.space, list(work.pages)
+    prefix = partial_key(space)
+    notes: list[str] = []
+    diff = unique.file_diff(prefix, file_list(pages), source)
+    plan = plan_space(space, pages, diff)
+    # The server matches stored keys by substring and compares only their last segment, so its list may
+    # name keys of other spaces or of nobody: only keys that exist exactly, and that are ours, count.
+    candidates = _owned(unique.nodes_for_keys(plan.to_delete).values(), work.mark, adopt_unmarked=True, notes=notes)
+    missing = sorted({_page_id(key) for key, _ in candidates})
+    kept = confluence.pages_still_synced(missing, space.id, labels) if missing else {}
+    if kept:
+        # Offset paging may have let these slip out of discovery: they stay, and a second diff says whether
+        # they changed (the file-diff needs every item of the space at once).
+        notes.append(f"{len(kept)} page(s) missing from discovery are still labelled or below a labelled page: kept")
+        log.warning(
+            "Space %s: pages %s were missing from discovery but are still in the sync set; kept",
+            space.key,
+            ", ".join(sorted(kept)[:20]),
+        )
+        pages += [page for page in kept.values() if page.id not in {p.id for p in pages}]
+        diff = unique.file_diff(prefix, file_list(pages), source)
+        plan = plan_space(space, pages, diff)
+    deletions = tuple(sorted((key, cid) for key, cid in candidates if _page_id(key) not in kept))
+    if plan.ignored:
+        notes.append(f"file-diff named {len(plan.ignored)} keys that were not submitted; ignored")
+    replaced: list[Deletion] = []
+    cleaned: list[Deletion] = []
+    for old in work.predecessors:
+        old_replaced, old_cleaned = _predecessor(space, old, confluence, unique, labels, work.mark, notes)
+        replaced += old_replaced
+        cleaned += old_cleaned
+    submitted = {page.id for page in pages}
+    guard_diff = FileDiff(
+        new=diff.new,
+        updated=diff.updated,
+        deleted=tuple(key.rsplit("/", 1)[-1] for key, _ in deletions)
+        + tuple(k for k in diff.deleted if k in submitted),
+    )
+    guard = None
+    try:
+        check_space_diff(space.key, submitted, guard_diff, work.stored_count)
+    except GuardTripped as exc:
+        guard = str(exc)
+    return SpaceDiff(
+        space=space,
+        discovered=len(pages),
+        to_create=tuple(page.id for page in plan.to_create),
+        to_update=tuple(page.id for page in plan.to_update),
+        unchanged=plan.unchanged,
+        delete_ids=deletions + tuple(sorted(cleaned)),
+        replaced_ids=tuple(sorted(replaced)),
+        kept=len(kept),
+        guard=guard,
+        notes=tuple(notes),
+        mark=work.mark,
+        mapping_key=work.mapping_key,
+    )
+
+
+def _predecessor(
+    space: SpaceRef,
+    old: StoredSpace,
+    confluence: ConfluenceClient,
+    unique: UniqueClient,
+    labels: SyncLabels,
+    mark: str,
+    notes: list[str],
+) -> tuple[list[Deletion], list[Deletion]]:
+    """What becomes of an old prefix of this space: (replaced after ingestion, cleaned up now)."""
+    if old.space_id == space.id:
+        notes.append(f"key renamed from {old.space_key}: the copy under {old.stored_prefix} is replaced")
+        return _stored(unique, old, mark, adopt_unmarked=True, notes=notes), []
+    try:
+        still_there = confluence.resolve_space(old.space_id, old.space_key)
+    except RemoteError as exc:
+        notes.append(f"old copy {old.stored_prefix} kept: looking up space id {old.space_id} failed ({exc})")
+        return [], []
+    if still_there is None:
+        notes.append(f"space re-created under a new id: the old copy under {old.stored_prefix} is replaced")
+        return _stored(unique, old, mark, adopt_unmarked=False, notes=notes), []
+    # The old id is another live space (Cloud: renamed away while a new space took the key).
+    other = SpaceRef(old.space_id, still_there.key, still_there.name, still_there.type)
+    cleanup = _diff_vanished(other, old, confluence, unique, labels, mark, resolved=still_there)
+    notes.extend(f"{old.stored_prefix}: {note}" for note in cleanup.notes)
+    return [], list(cleanup.delete_ids)
+
+
+def _diff_vanished(
+    space: SpaceRef,
+    vanished: StoredSpace,
+    confluence: ConfluenceClient,
+    unique: UniqueClient,
+    labels: SyncLabels,
+    mark: str,
+    *,
+    resolved: SpaceRef | None = None,
+) -> SpaceDiff:
+    """A stored space discovery no longer sees: ask Confluence about its id; clean up only what is ours."""
+    notes: list[str] = []
+    if resolved is None:
+        try:
+            resolved = confluence.resolve_space(vanished.space_id, vanished.space_key)
+        except RemoteError as exc:
+            log.warning("Space %s left discovery but looking it up failed (%s); not cleaning up", space.key, exc)
+            return SpaceDiff(space=space, discovered=0, skipped=1, notes=(f"space lookup failed: {exc}",))
+    confirming: int | None = 0
+    if resolved is not None:
+        try:
+            cql = space_labelled_cql(labels.single, labels.subtree, resolved.key)
+            confirming = 1 if confluence.has_any(cql) else 0
+        except RemoteError as exc:
+            log.warning("Confirming query for vanished space %s failed (%s); not cleaning up", space.key, exc)
+            confirming = None
+    if not should_clean_up_space(confirming, resolved is not None):
+        reason = "its confirming query failed" if confirming is None else "it still has labelled pages"
+        return SpaceDiff(space=space, discovered=0, skipped=1, notes=(f"cleanup skipped: {reason}",))
+    # Unmarked content counts as ours only while its space id still resolves in this Confluence.
+    deletions = _stored(unique, vanished, mark, adopt_unmarked=resolved is not None, notes=notes)
+    why = "is gone or hidden" if resolved is None else "has no labelled pages any more"
+    return SpaceDiff(
+        space=space, discovered=0, delete_ids=tuple(sorted(deletions)), notes=(f"space {why}; cleaning up", *notes)
+    )
+
+
+def _stored(
+    unique: UniqueClient, stored: StoredSpace, mark: str, *, adopt_unmarked: bool, notes: list[str]
+) -> list[Deletion]:
+    """Our items under a stored prefix, as (key, id)."""
+    prefix = f"{stored.stored_prefix}/"
+    nodes = [n for n in unique.iter_content({"key": {"startsWith": prefix}}) if n.key.startswith(prefix)]
+    return _owned(nodes, mark, adopt_unmarked=adopt_unmarked, notes=notes)
+
+
+def _owned(nodes: Iterable[ContentNode], mark: str, *, adopt_unmarked: bool, notes: list[str]) -> list[Deletion]:
+    """The nodes this instance may delete, as (key, id); says in `notes` what it leaves alone and why."""
+    owned: list[Deletion] = []
+    foreign = unadopted = 0
+    for node in nodes:
+        kind = ownership(node.metadata, mark)
+        parsed = parse_content_key(node.key)
+        adoptable = adopt_unmarked and parsed is not None and not parsed.key_prefix
+        if kind is Ownership.OURS or (kind is Ownership.UNMARKED and adoptable):
+            owned.append((node.key, node.id))
+        elif kind is Ownership.FOREIGN:
+            foreign += 1
+        else:
+            unadopted += 1
+    if foreign:
+        notes.append(f"{foreign} item(s) another Confluence instance wrote: left alone")
+    if unadopted:
+        notes.append(f"{unadopted} unmarked item(s) not provably from this Confluence: left alone")
+    return owned
+
+
+def _page_id(key: str) -> str:
+    return key.rsplit("/", 1)[-1].split("::", 1)[0]
