@@ -29,6 +29,7 @@ BIN = Path(sys.executable).parent
 TOKEN = "http-api-Test-Token-8c1f2e9a7b"
 WRONG_TOKEN = "http-api-Wrong-Token-3d4e5f6a7b"
 STARTUP_SECONDS = 90.0
+POLL_SECONDS = 0.75  # every poll costs the webserver a GraphQL query, on the same two cores as the run
 # Variables of the connector, Dagster and the service that the developer's shell must not leak into a stack.
 FOREIGN_PREFIXES = (
     "CONFLUENCE_",
@@ -170,7 +171,7 @@ class Stack:
                     return body
                 if time.monotonic() > deadline:
                     raise AssertionError(f"run {run_id} still {body['status']} after {timeout:.0f} s\n{self.logs()}")
-                time.sleep(0.3)
+                time.sleep(POLL_SECONDS)
 
     def wait_until_idle(self, timeout: float = 60.0) -> None:
         """Let every queued or running run finish, so the next test starts with an empty run queue."""
@@ -178,7 +179,7 @@ class Stack:
         while any(run.status.value not in FINISHED_STATUSES for run in self.runs()):
             if time.monotonic() > deadline:
                 raise AssertionError(f"runs still in progress after {timeout:.0f} s\n{self.logs()}")
-            time.sleep(0.3)
+            time.sleep(POLL_SECONDS)
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name} log ---\n{p.output()[-6000:]}" for p in self.processes.values())

@@ -45,6 +45,7 @@ class FakeDagster:
     finish_launched_as: str = "SUCCESS"
     launched_events: list[dict[str, Any]] = field(default_factory=list)  # events a launched run reports
     unreachable: bool = False
+    launch_times_out: bool = False  # the launch request gets no answer (the run may exist or not)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def webserver(self, timeout: float = 5.0) -> DagsterWebserver:
@@ -134,6 +135,8 @@ class FakeDagster:
         }
 
     def _launch(self, params: dict[str, Any]) -> httpx.Response:
+        if self.launch_times_out:
+            raise httpx.ReadTimeout("timed out")
         if self.launch_delay:
             time.sleep(self.launch_delay)
         if self.launch_refusal is not None:

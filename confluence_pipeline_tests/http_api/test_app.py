@@ -247,6 +247,16 @@ def test_a_refused_launch_answers_502_naming_dagsters_reason(client: TestClient,
     assert "PythonError" in answer.json()["error"] and "bad config" in answer.json()["error"]
 
 
+def test_a_launch_without_an_answer_is_503_and_says_the_run_may_exist(client: TestClient, dagster: FakeDagster) -> None:
+    dagster.launch_times_out = True
+
+    answer = client.get("/sync")
+
+    assert answer.status_code == 503
+    assert "did not answer the launch of confluence_sync" in answer.json()["error"]
+    assert "may or may not have been created" in answer.json()["error"]
+
+
 # -- reading runs --------------------------------------------------------------------------------------
 def test_runs_reports_a_finished_syncs_summary_and_failures(client: TestClient, dagster: FakeDagster) -> None:
     counts = {"discovered": 5, "new": 2, "updated": 1, "unchanged": 1, "deleted": 0, "failed": 1, "skipped": 0}

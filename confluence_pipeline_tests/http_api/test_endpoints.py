@@ -20,6 +20,7 @@ def test_sync_launches_one_run_answers_409_while_it_runs_and_the_content_lands(a
     wiki.add_space("ENG", "Engineering")
     page = wiki.add_page("ENG", "Runbook", labels=["ai-ingest"])
     api.confluence.faults.latency = 0.5  # keeps the run in progress while the other calls arrive
+    runs_before = {run.run_id for run in api.runs()}
 
     def call_sync(_: int) -> httpx.Response:
         with api.client() as client:
@@ -36,7 +37,7 @@ def test_sync_launches_one_run_answers_409_while_it_runs_and_the_content_lands(a
     for busy in (a.json() for a in answers if a.status_code == 409):
         assert busy["run_id"] == run_id and run_id in busy["error"]
         assert busy["status"] in ("QUEUED", "NOT_STARTED", "STARTING", "STARTED")
-    assert len(api.runs()) == 1
+    assert {run.run_id for run in api.runs()} - runs_before == {run_id}
 
     result = api.wait_for_run(run_id)
 
