@@ -141,7 +141,13 @@ def test_all_in_one_mode_starts_api_webserver_and_daemon_and_reports_healthy(tmp
         assert health["code_location"] == {"name": "confluence_pipeline", "status": "loaded"}
         with dg.DagsterInstance.from_config(str(home)) as instance:
             wait_for(lambda: "QUEUED_RUN_COORDINATOR" in instance.get_daemon_heartbeats(), process, "daemon heartbeats")
-        wait_for(lambda: _healthcheck(env) == 0, process, "the healthcheck to pass (API, webserver and daemon)")
+        # A proxy set for Confluence (nothing listens there) must not catch the probes of this container's ports.
+        proxied = {
+            **env,
+            "HTTP_PROXY": f"http://127.0.0.1:{_free_port()}",
+            "http_proxy": f"http://127.0.0.1:{_free_port()}",
+        }
+        wait_for(lambda: _healthcheck(proxied) == 0, process, "the healthcheck to pass (API, webserver and daemon)")
         assert (home / "dagster.yaml").read_text() == (REPO_ROOT / "dagster.yaml").read_text()
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n--- entry point output ---\n{log_path.read_text()[-6000:]}") from None

@@ -30,16 +30,17 @@ prepare_home() {
   fi
 }
 
-# Exit 0 when the URL answers 2xx (urlopen raises on anything else, and on no answer within 5 s).
+# Exit 0 when the URL answers 2xx (open raises on anything else, and on no answer within 5 s). No proxy:
+# HTTP_PROXY set for Confluence cannot reach this container's loopback.
 probe() {
-  python -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=5)" "$1"
+  python -c "import sys, urllib.request as u; u.build_opener(u.ProxyHandler({})).open(sys.argv[1], timeout=5)" "$1"
 }
 
 # Exit 0 when the HTTP API's /health says "ok": it reached the webserver, the code location loaded and the
 # daemon's run queue has a recent heartbeat.
 probe_all_healthy() {
-  python -c "import json, sys, urllib.request
-with urllib.request.urlopen(sys.argv[1], timeout=8) as answer:
+  python -c "import json, sys, urllib.request as u
+with u.build_opener(u.ProxyHandler({})).open(sys.argv[1], timeout=8) as answer:
     sys.exit(0 if json.load(answer).get('status') == 'ok' else 1)" "$1"
 }
 
