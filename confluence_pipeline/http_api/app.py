@@ -162,6 +162,8 @@ class Endpoints:
             step = RESULT_STEPS[kind]
             outcome = await _blocking(self.webserver.run_outcome, run.run_id, step.step_key)
             answer["summary"] = {name: outcome.metadata[name] for name in step.fields if name in outcome.metadata}
+            if not outcome.complete:
+                answer["note"] = "the run's event log is too long to read in full here; see the run in the Dagster UI"
             if outcome.failures:
                 answer["failures"] = [{"step": f.step_key, "message": f.message} for f in outcome.failures]
         return JSONResponse(answer)

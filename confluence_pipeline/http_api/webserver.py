@@ -153,6 +153,7 @@ class RunOutcome:
 
     metadata: Mapping[str, Any]
     failures: tuple[StepFailure, ...]
+    complete: bool = True  # False when the event log was longer than this service reads
 
 
 @dataclass(frozen=True)
@@ -232,6 +233,7 @@ class DagsterWebserver:
         metadata: dict[str, Any] = {}
         failures: list[StepFailure] = []
         cursor: str | None = None
+        complete = False
         for _ in range(MAX_EVENT_PAGES):
             variables = {"runId": run_id, "afterCursor": cursor, "limit": EVENTS_PER_PAGE}
             data = self._query(RUN_EVENTS_QUERY, variables, f"reading the events of run {run_id}")
@@ -251,8 +253,9 @@ class DagsterWebserver:
                     failures.append(StepFailure(None, _clip(event["message"])))
             cursor = page["cursor"]
             if not page["hasMore"]:
+                complete = True
                 break
-        return RunOutcome(metadata, tuple(failures[:MAX_FAILURES]))
+        return RunOutcome(metadata, tuple(failures[:MAX_FAILURES]), complete)
 
     def run_queue_daemon(self) -> DaemonState:
         data = self._query(DAEMON_QUERY, {"daemonType": RUN_QUEUE_DAEMON}, "reading the daemon's health")

@@ -29,6 +29,7 @@ class FakeRun:
     events: list[dict[str, Any]] = field(default_factory=list)
     polls_until_done: int | None = None  # finish after this many reads; None = stay as is
     final_status: str = "SUCCESS"
+    endless_log: bool = False  # an event log longer than the service reads
 
 
 @dataclass
@@ -79,16 +80,11 @@ class FakeDagster:
             run = self.runs.get(variables["runId"])
             if run is None:
                 return _data({"logsForRun": {"__typename": "RunNotFoundError", "message": "not found"}})
-            return _data(
-                {
-                    "logsForRun": {
-                        "__typename": "EventConnection",
-                        "cursor": "c1",
-                        "hasMore": False,
-                        "events": run.events,
-                    }
-                }
-            )
+            # Pages of two events, so that reading a log takes several requests.
+            start = int(variables.get("afterCursor") or 0)
+            more = start + 2 < len(run.events) or run.endless_log
+            page = {"cursor": str(start + 2), "hasMore": more, "events": run.events[start : start + 2]}
+            return _data({"logsForRun": {"__typename": "EventConnection", **page}})
         if "ConfluenceHttpApiRun" in query:
             run = self.runs.get(variables["runId"])
             if run is None:

@@ -16,6 +16,7 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient` is deprecated")
     from starlette.testclient import TestClient
 
+from confluence_pipeline.http_api import webserver as webserver_module
 from confluence_pipeline.http_api.app import create_app
 from confluence_pipeline.http_api.jobs import CLIENT_TAG, TRIGGER_TAG
 from confluence_pipeline.http_api.settings import HttpApiSettings
@@ -278,6 +279,23 @@ def test_runs_reports_a_finished_syncs_summary_and_failures(client: TestClient, 
     assert body["summary"] == {f"total_{k}": v for k, v in counts.items()}
     assert body["failures"] == [{"step": "summarize_sync", "message": "1 page(s) failed (tolerance 0): 123"}]
     assert body["created_at"] == "2027-01-15T08:00:00Z"
+
+
+def test_runs_reads_the_whole_event_log_and_says_when_it_cannot(
+    client: TestClient, dagster: FakeDagster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events = [output_event("discover_labelled_pages", [int_entry("labelled", 1)])] * 5
+    events.append(output_event("summarize_sync", [int_entry("total_new", 3)]))
+    run = dagster.add_run("confluence_sync", "SUCCESS", events=events)
+    endless = dagster.add_run("confluence_sync", "SUCCESS", events=events)
+    endless.endless_log = True
+    monkeypatch.setattr(webserver_module, "MAX_EVENT_PAGES", 4)
+
+    whole = client.get(f"/runs/{run.run_id}").json()
+    cut = client.get(f"/runs/{endless.run_id}").json()
+
+    assert whole["summary"] == {"total_new": 3} and "note" not in whole  # found on the third page
+    assert "too long" in cut["note"]
 
 
 def test_runs_of_an_unfinished_run_has_no_summary(client: TestClient, dagster: FakeDagster) -> None:
