@@ -23,10 +23,13 @@ RUN groupadd --system --gid 10001 dagster \
 
 WORKDIR /opt/dagster/app
 
-# Dependencies and package in one layer; only pyproject.toml and the package are needed to install.
+# Exact, hash-checked dependency versions from the lock (its own layer, rebuilt only when the lock changes),
+# then the package on top without resolving anything again.
+COPY requirements/image.lock ./requirements/
+RUN pip install --require-hashes -r requirements/image.lock
 COPY pyproject.toml ./
 COPY confluence_pipeline ./confluence_pipeline
-RUN pip install . && rm -rf build *.egg-info
+RUN pip install --no-deps . && rm -rf build *.egg-info
 
 COPY workspace.yaml dagster.yaml dagster.postgres.yaml ./
 COPY config ./config

@@ -9,15 +9,30 @@ VALIDATE_ENV := CONFLUENCE_INSTANCE_TYPE=ONPREM CONFLUENCE_URL=https://confluenc
 	UNIQUE_INGESTION_URL_GRAPHQL=https://unique.invalid/ingestion/graphql UNIQUE_SERVICE_AUTH_MODE=cluster_local \
 	UNIQUE_SERVICE_EXTRA_HEADERS='{"x-company-id":"c","x-user-id":"u"}'
 
-.PHONY: install sandbox test lint validate postgres ui bench clean
+.PHONY: install lock sandbox test lint validate postgres ui bench clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# Exact, hash-checked versions from the lock; the project itself on top, without re-resolving anything.
+$(VENV)/.installed: pyproject.toml requirements/dev.lock requirements/image.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/dev.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
+
+# Regenerate both locks after editing pyproject.toml's dependencies; `make lock LOCK_ARGS=--upgrade` moves
+# everything to the newest allowed versions. Resolved for the image's platform (python:3.11-slim, x86_64),
+# so CI and the image install the same set; the dev lock is constrained to the image lock, so the tests run
+# exactly the versions that ship.
+LOCK_ARGS ?=
+LOCK_FLAGS := --quiet --python-version 3.11 --python-platform x86_64-unknown-linux-gnu --generate-hashes \
+	--custom-compile-command "make lock" $(LOCK_ARGS)
+
+lock:
+	test -x $(BIN)/uv || { $(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install --quiet uv; }
+	$(BIN)/uv pip compile pyproject.toml --extra server $(LOCK_FLAGS) -o requirements/image.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev -c requirements/image.lock $(LOCK_FLAGS) -o requirements/dev.lock
 
 sandbox: install
 	$(BIN)/python -m confluence_sandbox demo

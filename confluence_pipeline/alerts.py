@@ -10,13 +10,12 @@ from typing import Any
 
 import dagster as dg
 import httpx
-from dagster import DagsterEventType
 
+from confluence_pipeline.clients.proxies import ProxyRules
 from confluence_pipeline.clients.tls import build_ssl_context
-from confluence_pipeline.settings import SECRET_VARIABLES
+from confluence_pipeline.config.secrets import Scrubber
 
 WEBHOOK_VARIABLE = "ALERT_WEBHOOK_URL"
-RUN_URL_VARIABLE = "DAGSTER_WEBSERVER_URL"
 WEBHOOK_TIMEOUT_SECONDS = 10.0
 MAX_FAILURES = 10
 MAX_DESCRIPTION_CHARS = 1500
@@ -33,7 +32,6 @@ STAGES = {
     "ingest_and_delete": "write",
     "summarize_sync": "report",
 }
-_HEADER_VARIABLES = ("UNIQUE_SERVICE_EXTRA_HEADERS", "ZITADEL_SERVICE_EXTRA_HEADERS")
 
 
 class AlertDeliveryError(RuntimeError):
@@ -71,7 +69,7 @@ class FailureReport:
     run_url: str | None = None
     steps: tuple[StepFailureReport, ...] = ()
     more_steps: int = 0
-    secrets: tuple[str, ...] = field(default=(), repr=False)
+    scrubber: Scrubber = field(default_factory=Scrubber, repr=False)
 
     def summary(self) -> str:
         """A few lines for the log and for chat webhooks."""
@@ -111,40 +109,24 @@ class FailureReport:
             "failures": [s.as_dict() for s in self.steps],
             "more_failures": self.more_steps,
         }
-        return json.loads(self._scrub(json.dumps(body)))
+        # The JSON-escaped forms too, so payload() cannot leak a secret holding quotes or backslashes.
+        return json.loads(self.scrubber.scrub_json_text(json.dumps(body)))
 
     def _scrub(self, text: str) -> str:
-        for secret in self.secrets:
-            # Scrub the JSON-escaped form as well, so payload() cannot leak a secret holding quotes or backslashes.
-            for form in {secret, json.dumps(secret)[1:-1]}:
-                text = text.replace(form, "***")
-        return text
-
-
-def known_secrets(environ: Mapping[str, str]) -> tuple[str, ...]:
-    """Configured secret values (credentials and header values) that must never leave in an alert."""
-    values = [environ.get(name, "") for name in sorted(SECRET_VARIABLES)]
-    for name in _HEADER_VARIABLES:
-        try:
-            headers = json.loads(environ.get(name) or "{}")
-        except ValueError:
-            continue
-        if isinstance(headers, dict):
-            values.extend(str(v) for v in headers.values())
-    return tuple(sorted({v.strip() for v in values if len(v.strip()) >= 6}, key=len, reverse=True))
+        return self.scrubber.scrub(text)
 
 
 def build_failure_report(
-    instance: dg.DagsterInstance,
     run: dg.DagsterRun,
     run_message: str,
-    environ: Mapping[str, str] | None = None,
+    step_failures: Sequence[dg.DagsterEvent],
+    *,
+    scrubber: Scrubber,
+    webserver_url: str | None = None,
 ) -> FailureReport:
     """Summarise a failed run from its step-failure events: stage, space, guard, failing pages, descriptions."""
-    env = os.environ if environ is None else environ
-    records = instance.get_records_for_run(run_id=run.run_id, of_type=DagsterEventType.STEP_FAILURE).records
-    steps = [_step_report(r.event_log_entry.dagster_event) for r in records if r.event_log_entry.dagster_event]
-    base = (env.get(RUN_URL_VARIABLE) or "").strip().rstrip("/")
+    steps = [_step_report(event) for event in step_failures]
+    base = (webserver_url or "").rstrip("/")
     return FailureReport(
         job_name=run.job_name,
         run_id=run.run_id,
@@ -155,20 +137,22 @@ def build_failure_report(
         run_url=f"{base}/runs/{run.run_id}" if base else None,
         steps=tuple(steps[:MAX_FAILURES]),
         more_steps=max(0, len(steps) - MAX_FAILURES),
-        secrets=known_secrets(env),
+        scrubber=scrubber,
     )
 
 
 def post_alert(url: str, payload: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> int:
     """POST the payload as JSON (proxies and CA bundles as for every other call); returns the HTTP status."""
+    env = os.environ if environ is None else environ
+    proxies = ProxyRules.from_environ(env)
     try:
-        response = httpx.post(
-            url,
-            json=dict(payload),
+        with httpx.Client(
+            transport=proxies.transport(verify=build_ssl_context(env)),
+            trust_env=False,  # ProxyRules decides; httpx's own NO_PROXY reading ignores forms such as *.mydomain
             timeout=WEBHOOK_TIMEOUT_SECONDS,
-            verify=build_ssl_context(os.environ if environ is None else environ),
             follow_redirects=True,
-        )
+        ) as client:
+            response = client.post(url, json=dict(payload))
     except httpx.HTTPError as exc:
         raise AlertDeliveryError(
             f"{WEBHOOK_VARIABLE}: the alert could not be delivered ({type(exc).__name__})"

@@ -24,55 +24,29 @@ import httpx
 from confluence_pipeline.alerts import WEBHOOK_VARIABLE, build_failure_report, post_alert
 from confluence_pipeline.clients.confluence import ConfluenceClient, build_confluence_client
 from confluence_pipeline.clients.errors import RemoteError
-from confluence_pipeline.clients.tls import build_ssl_context
+from confluence_pipeline.clients.tls import TrustStoreError, build_ssl_context
 from confluence_pipeline.clients.transport import RetryPolicy
-from confluence_pipeline.domain.cql import (
-    ANCESTOR_BATCH,
-    batched,
-    changed_since_cql,
-    descendants_cql,
-    discovery_cql,
-    quote,
-)
+from confluence_pipeline.config.location import LocationSettings
+from confluence_pipeline.config.secrets import Scrubber
+from confluence_pipeline.config.settings import CloudSettings, ConfigurationError, OnPremSettings
+from confluence_pipeline.domain.batches import batched
+from confluence_pipeline.domain.cql import ANCESTOR_BATCH, changed_since_cql, descendants_cql, discovery_cql, quote
 from confluence_pipeline.domain.timefmt import cql_datetime
-from confluence_pipeline.jobs.sync import confluence_sync
-from confluence_pipeline.resources import ConfluenceResource, SyncOptionsResource, UniqueResource, load_run_settings
+from confluence_pipeline.resources import ConfluenceResource, SyncOptionsResource, UniqueResource
 from confluence_pipeline.schedules import TRIGGER_TAG, sync_in_progress
-from confluence_pipeline.settings import ConfigurationError, LoadTimeConfigurationError, Settings
 
 log = logging.getLogger(__name__)
 
 CHANGE_SENSOR_NAME = "confluence_change_sensor"
 FAILURE_SENSOR_NAME = "confluence_sync_failure_sensor"
-INTERVAL_VARIABLE = "CHANGE_SENSOR_INTERVAL_SECONDS"
 TIMEZONE_VARIABLE = "CONFLUENCE_TIMEZONE"
-DEFAULT_INTERVAL_SECONDS = 300
-MIN_INTERVAL_SECONDS = 30
 OVERLAP = timedelta(minutes=1)
 MAX_ANCESTOR_QUERIES = 10
-"""Descendants of at most 1000 `INGEST_ALL_LABEL` pages are watched; beyond that the schedule catches them."""
+"""Descendants of at most 1000 subtree-label pages are watched; beyond that the schedule catches them."""
 ROOTS_PAGE_SIZE = 200
 # A tick must stay far below Dagster's 60 s sensor timeout: short timeouts, one retry.
 SENSOR_RETRY = RetryPolicy(attempts=2, backoff_initial=0.5, backoff_max=2.0, retry_after_max=5.0)
 SENSOR_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
-
-
-class SensorConfigurationError(LoadTimeConfigurationError):
-    """CHANGE_SENSOR_INTERVAL_SECONDS is invalid; the message names the variable."""
-
-
-def change_sensor_interval(environ: Mapping[str, str] | None = None) -> int:
-    env = os.environ if environ is None else environ
-    raw = (env.get(INTERVAL_VARIABLE) or "").strip()
-    if not raw:
-        return DEFAULT_INTERVAL_SECONDS
-    try:
-        seconds = int(raw)
-    except ValueError:
-        raise SensorConfigurationError(f"{INTERVAL_VARIABLE}: {raw!r} is not a whole number of seconds") from None
-    if seconds < MIN_INTERVAL_SECONDS:
-        raise SensorConfigurationError(f"{INTERVAL_VARIABLE}: {seconds} is below the minimum of {MIN_INTERVAL_SECONDS}")
-    return seconds
 
 
 def confluence_timezone(environ: Mapping[str, str]) -> ZoneInfo:
@@ -108,10 +82,12 @@ def run_key_for(start: datetime) -> str:
     return f"{CHANGE_SENSOR_NAME}:{start.astimezone(UTC):%Y-%m-%dT%H:%MZ}"
 
 
-def find_changes(client: ConfluenceClient, settings: Settings, since: datetime, tz: ZoneInfo) -> str | None:
+def find_changes(
+    client: ConfluenceClient, settings: OnPremSettings | CloudSettings, since: datetime, tz: ZoneInfo
+) -> str | None:
     """What changed at or after `since` (None for nothing): labelled content first, then unlabelled descendants."""
-    single, everything = settings.confluence.single_label, settings.confluence.all_label
-    platform = settings.confluence.platform
+    single, everything = settings.labels.single, settings.labels.subtree
+    platform = settings.platform
     if client.has_any(changed_since_cql(single, everything, platform, since, tz)):
         return "labelled content changed"
     roots: list[str] = []
@@ -131,28 +107,28 @@ def find_changes(client: ConfluenceClient, settings: Settings, since: datetime, 
     return None
 
 
-def open_sensor_client(settings: Settings, environ: Mapping[str, str]) -> ConfluenceClient:
-    return build_confluence_client(
-        settings.confluence, verify=build_ssl_context(environ), retry=SENSOR_RETRY, timeout=SENSOR_TIMEOUT
-    )
+def open_sensor_client(settings: OnPremSettings | CloudSettings) -> ConfluenceClient:
+    return build_confluence_client(settings, verify=build_ssl_context(), retry=SENSOR_RETRY, timeout=SENSOR_TIMEOUT)
 
 
 def build_change_sensor(
+    location: LocationSettings,
+    job: dg.JobDefinition,
     environ: Mapping[str, str] | None = None,
     *,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> dg.SensorDefinition:
-    """The change sensor; its interval is read now, everything else on each tick from `environ` (os.environ)."""
-    interval = change_sensor_interval(environ)
+    """The change sensor for `job`, ticking every CHANGE_SENSOR_INTERVAL_SECONDS."""
+    interval = location.change_sensor_interval_seconds
 
     @dg.sensor(
         name=CHANGE_SENSOR_NAME,
-        job=confluence_sync,
+        job=job,
         minimum_interval_seconds=interval,
         default_status=dg.DefaultSensorStatus.STOPPED,
         description=(
-            f"Every {interval} s ({INTERVAL_VARIABLE}): request a confluence_sync run when labelled Confluence "
-            "content (or a descendant of an INGEST_ALL_LABEL page) was modified since the last check."
+            f"Every {interval} s (CHANGE_SENSOR_INTERVAL_SECONDS): request a {job.name} run when labelled "
+            "Confluence content (or a descendant of an INGEST_ALL_LABEL page) was modified since the last check."
         ),
     )
     def confluence_change_sensor(
@@ -162,10 +138,10 @@ def build_change_sensor(
         sync_options: SyncOptionsResource,
     ) -> dg.RunRequest | dg.SkipReason:
         env = os.environ if environ is None else environ
-        busy = sync_in_progress(context.instance)
+        busy = sync_in_progress(context.instance, job.name)
         if busy:
             # The cursor stays put, so changes made meanwhile are still seen once that run is done.
-            return dg.SkipReason(f"a confluence_sync run is already queued or running ({', '.join(busy)})")
+            return dg.SkipReason(f"a {job.name} run is already queued or running ({', '.join(busy)})")
         now = clock()
         since = parse_cursor(context.cursor)
         if since is None:
@@ -173,10 +149,8 @@ def build_change_sensor(
             note = f" (unreadable cursor {context.cursor!r} replaced)" if context.cursor else ""
             return dg.SkipReason(f"first check{note}: watching for changes from {format_cursor(now)} on")
         problems: dict[str, str] = {}
-        try:
-            settings = load_run_settings(confluence, unique, sync_options)
-        except ConfigurationError as exc:
-            problems.update(exc.problems)
+        for resource in (confluence, unique, sync_options):
+            problems.update(resource.problems)
         try:
             tz = confluence_timezone(env)
         except ConfigurationError as exc:
@@ -187,11 +161,11 @@ def build_change_sensor(
             )
         start = window_start(since)
         try:
-            client = open_sensor_client(settings, env)
-        except ValueError as exc:  # an unreadable CA bundle, named by its variable
+            client = open_sensor_client(confluence.settings)
+        except TrustStoreError as exc:
             return dg.SkipReason(f"cannot check Confluence: {exc}")
         try:
-            change = find_changes(client, settings, start, tz)
+            change = find_changes(client, confluence.settings, start, tz)
         except RemoteError as exc:
             return dg.SkipReason(f"Confluence check failed, retrying on the next tick: {exc}")
         finally:
@@ -211,23 +185,30 @@ def build_change_sensor(
     return confluence_change_sensor
 
 
-def build_failure_sensor(environ: Mapping[str, str] | None = None) -> dg.SensorDefinition:
-    """Reports every failed confluence_sync run: a log line always, a webhook POST when ALERT_WEBHOOK_URL is set."""
+def build_failure_sensor(
+    location: LocationSettings, jobs: list[dg.JobDefinition], scrubber: Scrubber
+) -> dg.SensorDefinition:
+    """Reports every failed sync run: a log line always, a webhook POST when ALERT_WEBHOOK_URL is set."""
+    webhook = location.alert_webhook_url
 
     @dg.run_failure_sensor(
         name=FAILURE_SENSOR_NAME,
-        monitored_jobs=[confluence_sync],
+        monitored_jobs=jobs,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"Report failed confluence_sync runs in the log and, when {WEBHOOK_VARIABLE} is set, to it.",
+        description=f"Report failed sync runs in the log and, when {WEBHOOK_VARIABLE} is set, to it.",
     )
     def confluence_sync_failure_sensor(context: dg.RunFailureSensorContext) -> None:
-        env = os.environ if environ is None else environ
-        report = build_failure_report(context.instance, context.dagster_run, context.failure_event.message or "", env)
+        report = build_failure_report(
+            context.dagster_run,
+            context.failure_event.message or "",
+            context.get_step_failure_events(),
+            scrubber=scrubber,
+            webserver_url=location.dagster_webserver_url,
+        )
         context.log.error(report.summary())
-        url = (env.get(WEBHOOK_VARIABLE) or "").strip()
-        if url:
+        if webhook is not None:
             # A failed delivery fails this sensor tick, visibly in the UI; the run is not reported twice.
-            status = post_alert(url, report.payload(), env)
+            status = post_alert(webhook.get_secret_value(), report.payload())
             context.log.info(f"Failure report for run {report.run_id} delivered ({WEBHOOK_VARIABLE}: HTTP {status})")
 
     return confluence_sync_failure_sensor

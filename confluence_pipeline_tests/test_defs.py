@@ -16,16 +16,15 @@ from dagster._core.remote_representation.external_data import RepositorySnap
 from dagster._serdes import serialize_value
 
 import confluence_pipeline.definitions as definitions_module
-from confluence_pipeline.jobs.runtime import WRITER_TAG
+from confluence_pipeline.config.settings import LoadTimeConfigurationError
+from confluence_pipeline.jobs.writers import WRITER_TAG
 from confluence_pipeline.resources import ConfluenceResource, SyncOptionsResource, UniqueResource
-from confluence_pipeline.schedules import ScheduleConfigurationError
-from confluence_pipeline.sensors import SensorConfigurationError
+
+ScheduleConfigurationError = SensorConfigurationError = LoadTimeConfigurationError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONNECTOR_VARIABLES = [
-    name
-    for resource in (ConfluenceResource, UniqueResource, SyncOptionsResource)
-    for name in resource.ENV_VARS.values()
+    name for resource in (ConfluenceResource, UniqueResource, SyncOptionsResource) for name in resource.variable_names()
 ]
 LOAD_VARIABLES = ["CRON_SCHEDULE", "CRON_TIMEZONE", "CHANGE_SENSOR_INTERVAL_SECONDS"]
 CONFIG_FILES = {

@@ -16,7 +16,7 @@ import dagster as dg
 import httpx
 import pytest
 
-from confluence_pipeline.settings import load_settings
+from confluence_pipeline.config.settings import load_settings
 from confluence_sandbox import demo
 from confluence_sandbox.confluence import Wiki
 from confluence_sandbox.seed import ALL, SINGLE, apply_demo_edits, seed_demo_wiki

@@ -61,6 +61,9 @@ concurrency:
       - key: "confluence_pipeline/unique-writer"
         value: "true"
         limit: 1
+python_logs:
+  managed_python_loggers:
+    - confluence_pipeline
 telemetry:
   enabled: false
 """
@@ -140,7 +143,8 @@ def prepare_dagster_home(path: Path) -> Path:
     home = path.expanduser().resolve()
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    if not config.exists():
+    ours = not config.exists() or config.read_text(encoding="utf-8").startswith("# Written by the confluence_pipeline")
+    if ours and (not config.exists() or config.read_text(encoding="utf-8") != DAGSTER_YAML):
         config.write_text(DAGSTER_YAML, encoding="utf-8")
     return home
 
@@ -175,9 +179,9 @@ def _connector_environment(env: Mapping[str, str]) -> Iterator[None]:
     for the duration, so the demo can never talk to anything but its emulators.
     """
     names = {
-        *ConfluenceResource.ENV_VARS.values(),
-        *UniqueResource.ENV_VARS.values(),
-        *SyncOptionsResource.ENV_VARS.values(),
+        *ConfluenceResource.variable_names(),
+        *UniqueResource.variable_names(),
+        *SyncOptionsResource.variable_names(),
         *env,
     }
     saved = {name: os.environ.get(name) for name in names}

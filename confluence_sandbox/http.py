@@ -10,19 +10,84 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import parse_qs, unquote, urlsplit
 
 REDACTED = "<redacted>"
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
+CHUNK_SIZE = 64 * 1024
+
+
+class BodyStream:
+    """A request body read from the socket piece by piece, so a large upload never sits in memory whole.
+
+    Handles both `Content-Length` and chunked transfer encoding; a chunk the client sent in one piece
+    is still read in slices of at most the requested size.
+    """
+
+    def __init__(self, rfile: BinaryIO, *, length: int, chunked: bool) -> None:
+        self._rfile = rfile
+        self._chunked = chunked
+        self._remaining = 0 if chunked else length  # bytes left in the current chunk, or in the whole body
+        self._done = not chunked and length <= 0
+        self.bytes_read = 0
+
+    def read_some(self, size: int = CHUNK_SIZE) -> bytes:
+        """Up to `size` bytes; b"" once the body is complete. ConnectionError when the client hung up early."""
+        if self._done:
+            return b""
+        if self._chunked and self._remaining == 0:
+            self._remaining = self._next_chunk_size()
+            if self._remaining == 0:
+                self._skip_trailers()
+                self._done = True
+                return b""
+        piece = self._rfile.read(min(size, self._remaining))
+        if not piece:
+            self._done = True
+            raise ConnectionError(f"request body ended after {self.bytes_read} bytes")
+        self._remaining -= len(piece)
+        self.bytes_read += len(piece)
+        if self._remaining == 0:
+            if self._chunked:
+                self._rfile.readline()  # the CRLF that closes every chunk
+            else:
+                self._done = True
+        return piece
+
+    def chunks(self, size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        while piece := self.read_some(size):
+            yield piece
+
+    def read(self) -> bytes:
+        return b"".join(self.chunks())
+
+    def drain(self) -> None:
+        """Discard the unread rest: left on the socket it would be parsed as the next keep-alive request."""
+        for _ in self.chunks():
+            pass
+
+    def _next_chunk_size(self) -> int:
+        line = self._rfile.readline()
+        if not line:
+            raise ConnectionError(f"request body ended after {self.bytes_read} bytes")
+        return int(line.split(b";", 1)[0].strip() or b"0", 16)
+
+    def _skip_trailers(self) -> None:
+        while self._rfile.readline() not in (b"\r\n", b"\n", b""):
+            pass
 
 
 @dataclass(frozen=True)
 class Request:
-    """One request as the emulator saw it (headers lower-cased, secrets redacted in `recorded`)."""
+    """One request as the emulator saw it (headers lower-cased, secrets redacted in `recorded`).
+
+    On a route the emulator streams (`EmulatorServer.streams_body`) `body` is empty and the handler
+    reads `stream` instead.
+    """
 
     method: str
     path: str
@@ -31,6 +96,7 @@ class Request:
     body: bytes
     raw_target: str
     time: float
+    stream: BodyStream | None = field(default=None, repr=False, compare=False)
 
     def param(self, name: str, default: str | None = None) -> str | None:
         values = self.query.get(name)
@@ -48,9 +114,11 @@ class RecordedRequest:
     path: str
     query: dict[str, list[str]]
     headers: dict[str, str]
-    body: bytes
+    body: bytes  # empty for a streamed body; `body_length` still counts it
     time: float
     status: int | None = None  # the response status; None while in flight or when the connection was dropped
+    body_length: int = 0
+    fault: Fault | None = None  # the scripted fault this request met, if any
 
 
 @dataclass
@@ -58,6 +126,9 @@ class Response:
     status: int = 200
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    # Sent instead of `body`, chunk by chunk, for bodies too large to hold; `headers` must carry the
+    # Content-Length. A stream that ends short of it makes the server hang up mid-body, as a failing upstream does.
+    stream: Iterable[bytes] | None = None
 
     @classmethod
     def json(cls, payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -74,9 +145,15 @@ class Response:
 class Fault:
     """A scripted misbehaviour for one matching request.
 
-    `status`/`headers`/`body` replace the real response; `delay` sleeps before answering (and
-    before the real handler runs when no status is given); `drop` closes the connection without
-    any response.
+    By default the real handler never runs when the fault answers: `status`/`headers`/`body`
+    replace the real response; `delay` sleeps before answering (and before the real handler runs
+    when no status is given); `drop` closes the connection without any response.
+
+    `after_handler=True` runs the real handler first, so its change takes effect, and only then
+    misbehaves: `delay` sleeps between the handler and the answer (a client read timeout fires
+    although the change was made), `drop` closes the connection instead of answering, and
+    `status`/`headers`/`body` replace the handler's answer (say, an error body for a write that
+    went through).
     """
 
     status: int | None = None
@@ -84,6 +161,7 @@ class Fault:
     body: bytes = b""
     delay: float = 0.0
     drop: bool = False
+    after_handler: bool = False
 
 
 @dataclass
@@ -246,7 +324,9 @@ class EmulatorServer:
 
     def _record(self, request: Request) -> RecordedRequest:
         headers = {k: (REDACTED if k in SECRET_HEADERS else v) for k, v in request.headers.items()}
-        recorded = RecordedRequest(request.method, request.path, request.query, headers, request.body, request.time)
+        recorded = RecordedRequest(
+            request.method, request.path, request.query, headers, request.body, request.time, None, len(request.body)
+        )
         with self._requests_lock:
             self._requests.append(recorded)
         return recorded
@@ -255,24 +335,47 @@ class EmulatorServer:
     def handle(self, request: Request) -> Response:  # pragma: no cover - overridden
         raise NotImplementedError
 
+    def streams_body(self, method: str, path: str) -> bool:
+        """Whether the handler reads this request's body from `Request.stream` (large uploads) instead of `body`."""
+        return False
+
     def _dispatch(self, request: Request) -> Response | None:
         """None means: drop the connection."""
         recorded = self._record(request)
-        response = self._respond(request)
+        response = self._respond(request, recorded)
+        if request.stream is not None:
+            if response is not None:
+                # A fault or an early refusal may answer unread; the rest would be parsed as the next request.
+                request.stream.drain()
+            recorded.body_length = request.stream.bytes_read
         recorded.status = None if response is None else response.status
         return response
 
-    def _respond(self, request: Request) -> Response | None:
+    def _respond(self, request: Request, recorded: RecordedRequest) -> Response | None:
         if self.faults.latency:
             time.sleep(self.faults.latency)
         fault = self.faults.take(request)
-        if fault is not None:
+        recorded.fault = fault
+        if fault is not None and not fault.after_handler:
             if fault.delay:
                 time.sleep(fault.delay)
             if fault.drop:
                 return None
             if fault.status is not None:
                 return Response(fault.status, fault.body, dict(fault.headers))
+        response = self._handle_safely(request)
+        if fault is not None and fault.after_handler:
+            if request.stream is not None:
+                request.stream.drain()  # the client must have sent everything before it waits for the answer
+            if fault.delay:
+                time.sleep(fault.delay)
+            if fault.drop:
+                return None
+            if fault.status is not None:
+                return Response(fault.status, fault.body, dict(fault.headers))
+        return response
+
+    def _handle_safely(self, request: Request) -> Response:
         try:
             return self.handle(request)
         except Exception as exc:  # an emulator bug must surface as a 500, not a hung socket
@@ -290,20 +393,23 @@ class EmulatorServer:
                 return
 
             def _serve(self) -> None:
-                if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-                    body = self._read_chunked()
-                else:
-                    length = int(self.headers.get("Content-Length") or 0)
-                    body = self.rfile.read(length) if length else b""
                 split = urlsplit(self.path)
+                path = unquote(split.path)  # routes see the decoded path, as on a real server (`ÄRGER`)
+                stream = BodyStream(
+                    self.rfile,
+                    length=int(self.headers.get("Content-Length") or 0),
+                    chunked="chunked" in (self.headers.get("Transfer-Encoding") or "").lower(),
+                )
+                streamed = emulator.streams_body(self.command, path)
                 request = Request(
                     method=self.command,
-                    path=unquote(split.path),  # routes see the decoded path, as on a real server (`ÄRGER`)
+                    path=path,
                     query=parse_qs(split.query, keep_blank_values=True),
                     headers={k.lower(): v for k, v in self.headers.items()},
-                    body=body,
+                    body=b"" if streamed else stream.read(),
                     raw_target=self.path,
                     time=time.time(),
+                    stream=stream if streamed else None,
                 )
                 response = emulator._dispatch(request)
                 if response is None:
@@ -314,22 +420,26 @@ class EmulatorServer:
                 self.send_response(response.status)
                 for key, value in response.headers.items():
                     self.send_header(key, value)
+                if response.stream is not None:
+                    self._send_stream(response.stream, int(response.headers["Content-Length"]))
+                    return
                 self.send_header("Content-Length", str(len(response.body)))
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(response.body)
 
-            def _read_chunked(self) -> bytes:
-                # Streamed uploads arrive chunked; leaving them unread would corrupt the keep-alive connection.
-                parts: list[bytes] = []
-                while True:
-                    size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
-                    if size == 0:
-                        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                            pass  # trailers
-                        return b"".join(parts)
-                    parts.append(self.rfile.read(size))
-                    self.rfile.readline()
+            def _send_stream(self, stream: Iterable[bytes], length: int) -> None:
+                self.end_headers()
+                if self.command == "HEAD":
+                    return
+                sent = 0
+                for chunk in stream:
+                    self.wfile.write(chunk)
+                    sent += len(chunk)
+                if sent != length:
+                    self.close_connection = True
+                    with contextlib.suppress(OSError):
+                        self.connection.shutdown(socket.SHUT_RDWR)
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _serve
 

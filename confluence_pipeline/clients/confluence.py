@@ -15,10 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from confluence_pipeline.clients.errors import RemoteHttpError, RemoteNotFound, UnexpectedResponse
 from confluence_pipeline.clients.transport import HttpApi, RetryPolicy
+from confluence_pipeline.config.secrets import Scrubber, reveal
+from confluence_pipeline.config.settings import CloudSettings, OnPremSettings
 from confluence_pipeline.domain.cql import BODY_BATCH, ids_cql
 from confluence_pipeline.domain.models import PageBody, PageRef, Platform, SpaceRef
 from confluence_pipeline.domain.timefmt import to_utc_iso
-from confluence_pipeline.settings import ConfluenceSettings
+
+ConfluenceSettings = OnPremSettings | CloudSettings
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +128,7 @@ class ConfluenceClient(ABC):
     def _get_search_shrinking(
         self, url_for_limit: Any, limit: int, params_for_limit: Any = None
     ) -> tuple[SearchPage, int]:
-        """GET one result page; on a persistent 5xx halve the page size and try again (contract §6)."""
+        """GET one result page; on a persistent 5xx halve the page size and try again (large pages cause 5xx)."""
         while True:
             try:
                 params = params_for_limit(limit) if params_for_limit else None
@@ -277,7 +280,7 @@ class CloudConfluenceClient(ConfluenceClient):
     platform = Platform.CLOUD
 
     def _api_prefix(self) -> str:
-        # `next` links are relative to `.../wiki` (contract §10.4); on the gateway we must stay on
+        # `next` links are relative to `.../wiki`, not to the API root; on the gateway we must stay on
         # the gateway, since scoped tokens are refused on the site.
         return self.settings.api_root[: -len("/rest/api")]
 
@@ -367,23 +370,22 @@ def build_confluence_client(
 
     `retry` and `timeout` default to the configured (patient) settings; sensors pass short ones.
     """
-    auth: httpx.Auth | None
-    headers: dict[str, str] = {"Accept": "application/json"}
-    if settings.platform is Platform.ONPREM:
-        if settings.pat:
-            auth = BearerAuth(settings.pat)
+    auth: httpx.Auth
+    if isinstance(settings, OnPremSettings):
+        if settings.pat is not None:
+            auth = BearerAuth(settings.pat.get_secret_value())
         else:
-            auth = httpx.BasicAuth(settings.username or "", settings.password or "")
+            auth = httpx.BasicAuth(settings.username or "", reveal(settings.password) or "")
     else:
-        auth = httpx.BasicAuth(settings.cloud_user or "", settings.cloud_token or "")
-    patience = settings.http.timeout_seconds
+        auth = httpx.BasicAuth(settings.cloud_user, settings.cloud_token.get_secret_value())
+    patience = float(settings.http.timeout_seconds)
     api = HttpApi(
         system="confluence",
         base_url=settings.api_root,
-        headers=headers,
+        headers={"Accept": "application/json"},
         auth=auth,
         per_minute=settings.tokens_per_minute,
-        secrets=settings.secrets,
+        scrubber=Scrubber(secret.get_secret_value() for secret in settings.secrets),
         timeout=timeout or httpx.Timeout(patience, connect=min(15.0, patience)),
         retry=retry or RetryPolicy(retry_after_max=settings.http.retry_after_max_seconds),
         transport=transport,

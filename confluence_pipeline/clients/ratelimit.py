@@ -1,7 +1,7 @@
 """Client-side request pacing: N requests per minute, spread evenly, with small bounded bursts.
 
-Semantics (SPEC, CONFLUENCE_TOKENS_PER_MINUTE): one request (retries included) takes one token; tokens
-refill continuously at N/60 per second into a bucket that holds at most one second's worth (⌈N/60⌉, at
+Semantics of CONFLUENCE_TOKENS_PER_MINUTE and UNIQUE_TOKENS_PER_MINUTE: one request (retries included) takes
+one token; tokens refill continuously at N/60 per second into a bucket that holds at most one second's worth (⌈N/60⌉, at
 least 1). On top of the bucket two logs of grant times make the promises hard limits rather than
 averages: no 1 s window holds more than ⌈N/60⌉+1 grants (a full bucket plus its refill could otherwise
 give almost 2·N/60 right after an idle spell), and no 60 s window holds more than N grants (the bucket

@@ -11,7 +11,6 @@ naming the variable and the path, rather than as a certificate error on the firs
 
 from __future__ import annotations
 
-import functools
 import os
 import ssl
 from collections.abc import Callable, Mapping
@@ -28,28 +27,19 @@ T = TypeVar("T")
 def build_ssl_context(env: Mapping[str, str] | None = None) -> ssl.SSLContext:
     """An `ssl.SSLContext` to pass as httpx's `verify=` (which httpx then uses as is, whatever `trust_env`).
 
-    Loading the stores costs 50–80 ms and every op opens clients: contexts are shared per process for the
-    same variables and the same bundle files (a rewritten bundle file gives a new context).
+    Loading the stores costs 50–80 ms: the resources build one context per run and share it between clients.
     """
     env = os.environ if env is None else env
-    key = (
-        *((name, _file_stamp(env.get(name, "").strip())) for name in (*REPLACING_VARIABLES, EXTRA_VARIABLE)),
-        # OpenSSL's "system store" follows these in the process environment, whatever `env` says.
-        *((name, _file_stamp(os.environ.get(name, "").strip())) for name in ("SSL_CERT_FILE", "SSL_CERT_DIR")),
-    )
-    return _cached_context(key, tuple((name, env.get(name, "")) for name in (*REPLACING_VARIABLES, EXTRA_VARIABLE)))
+    return _build({name: env.get(name, "") for name in (*REPLACING_VARIABLES, EXTRA_VARIABLE)})
 
 
-def _file_stamp(path: str) -> tuple[str, float | None]:
-    try:
-        return path, os.stat(path).st_mtime if path else None
-    except OSError:
-        return path, None
+class TrustStoreError(ValueError):
+    """A CA bundle variable points to something unusable; `variable` names it, `reason` says why."""
 
-
-@functools.lru_cache(maxsize=8)
-def _cached_context(_key: object, env_items: tuple[tuple[str, str], ...]) -> ssl.SSLContext:
-    return _build(dict(env_items))
+    def __init__(self, variable: str, reason: str) -> None:
+        self.variable = variable
+        self.reason = reason
+        super().__init__(f"{variable} {reason}")
 
 
 def _build(env: Mapping[str, str]) -> ssl.SSLContext:
@@ -73,11 +63,11 @@ def _bundle_context(path: str) -> ssl.SSLContext:
 
 def _checked(variable: str, path: str, load: Callable[[str], T]) -> T:
     if not os.path.exists(path):
-        raise ValueError(f"{variable} points to {path!r}, which does not exist")
+        raise TrustStoreError(variable, f"points to {path!r}, which does not exist")
     try:
         if os.path.isfile(path):
             with open(path, "rb"):  # "permission denied" says more than OpenSSL's generic load error
                 pass
         return load(path)
     except (OSError, ssl.SSLError) as exc:
-        raise ValueError(f"{variable} points to {path!r}, which cannot be read as a PEM CA bundle: {exc}") from exc
+        raise TrustStoreError(variable, f"points to {path!r}, which cannot be read as a PEM CA bundle: {exc}") from exc

@@ -1,9 +1,11 @@
 """The HTTP transport every remote client shares: pacing, retries, timeouts, counting, proxies, TLS, scrubbing.
 
-Proxies: the httpx client is built with `trust_env=True`, so `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and
-`NO_PROXY` (upper or lower case) apply to every call, exactly as httpx documents; `NO_PROXY` entries are
-host names, IPs or `*` (no implicit exemption for localhost). The environment is read once, when the
-`HttpApi` is built. A caller-supplied `transport=` (tests) bypasses the proxies, as in httpx.
+Proxies: `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` (upper or lower case; lower case wins) are
+read once, when the `HttpApi` is built, and `proxies.ProxyRules` routes every request direct or through its
+proxy. `NO_PROXY` takes `*`, `host`, `.domain` and `*.domain` (each: the domain and all its subdomains),
+`host:port`, IPv4/IPv6 addresses and CIDR ranges; no implicit exemption for localhost; a malformed entry
+fails with an error naming the variable. httpx's own proxy handling is off (`trust_env=False`): it ignores
+entries such as `*.mydomain`. A caller-supplied `transport=` (tests) bypasses the proxies, as in httpx.
 
 TLS: `verify` defaults to `tls.build_ssl_context()` (SSL_CERT_FILE / REQUESTS_CA_BUNDLE / NODE_EXTRA_CA_CERTS);
 httpx uses an `SSLContext` as given, so `trust_env` cannot swap in another bundle behind it.
@@ -23,11 +25,9 @@ import ssl
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import quote, quote_plus, urlsplit
-from urllib.request import getproxies
 
 import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception, retry_if_result, stop_after_attempt
@@ -40,8 +40,10 @@ from confluence_pipeline.clients.errors import (
     UnexpectedResponse,
     request_label,
 )
+from confluence_pipeline.clients.proxies import ProxyRules
 from confluence_pipeline.clients.ratelimit import RateLimiter
 from confluence_pipeline.clients.tls import build_ssl_context
+from confluence_pipeline.config.secrets import Scrubber
 
 if TYPE_CHECKING:
     from httpx._client import UseClientDefault  # httpx's own annotation for its USE_CLIENT_DEFAULT sentinel
@@ -49,10 +51,6 @@ if TYPE_CHECKING:
 USE_DEFAULT = httpx.USE_CLIENT_DEFAULT
 """Pass as `auth=` to use the client's auth (the default); `auth=None` sends the request without any."""
 
-SCRUBBED = "***"
-_MIN_SECRET_LENGTH = 4  # shorter values would mangle ordinary words in messages without protecting anything
-_SENSITIVE_HEADER = re.compile(r"authorization|cookie|token|secret|api[-_]?key|password|signature", re.IGNORECASE)
-_URL_QUERY = re.compile(r"(https?://[^\s?#\"'<>]+)\?[^\s#\"'<>]*")
 _RETRY_AFTER_SECONDS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*$")
 _HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
@@ -117,22 +115,6 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-_SHARED_LIMITERS: dict[tuple[str, str, int], RateLimiter] = {}
-_SHARED_LIMITERS_LOCK = threading.Lock()
-
-
-def shared_limiter(system: str, base_url: str, per_minute: int | None) -> RateLimiter:
-    """The process-wide limiter for one remote system at one rate (an unlimited one is never shared)."""
-    if not per_minute:
-        return RateLimiter(per_minute)
-    key = (system, base_url.rstrip("/"), per_minute)
-    with _SHARED_LIMITERS_LOCK:
-        limiter = _SHARED_LIMITERS.get(key)
-        if limiter is None:
-            limiter = _SHARED_LIMITERS[key] = RateLimiter(per_minute)
-        return limiter
-
-
 class HttpApi:
     """One remote system's HTTP API: a pooled httpx client plus pacing, retries, counting and error mapping."""
 
@@ -146,7 +128,7 @@ class HttpApi:
         per_minute: int | None = None,
         retry: RetryPolicy = RetryPolicy(),
         timeout: httpx.Timeout | float = httpx.Timeout(60.0, connect=15.0),  # noqa: B008 - immutable
-        secrets: Iterable[str] = (),
+        scrubber: Scrubber | None = None,
         transport: httpx.BaseTransport | None = None,
         verify: ssl.SSLContext | bool | None = None,
         max_connections: int = 20,
@@ -156,22 +138,18 @@ class HttpApi:
         self.system = system
         self.retry = retry
         self.counter = RequestCounter()
-        # Every op of a run builds its own clients: a limiter per client would hand each op a full bucket, so
-        # consecutive ops could burst past the per-second and per-minute promises. Real servers share one
-        # (an injected transport means a test, which gets its own).
-        shared = transport is None
-        self.limiter = shared_limiter(system, base_url, per_minute) if shared else RateLimiter(per_minute)
+        # One limiter per API object: the resource that owns the client keeps it for the whole run, so every
+        # step and worker thread of the run draws from the same bucket.
+        self.limiter = RateLimiter(per_minute)
         self._sleep = sleep
         self._log = logger or logging.getLogger(__name__)
-        self._secrets_lock = threading.Lock()
-        self._secrets: list[str] = []
-        self._learnt_headers: set[str] = set()  # sensitive header values already added as secrets
-        for secret in secrets:
-            self.add_secret(secret)
+        self.scrubber = scrubber if scrubber is not None else Scrubber()
         for name, value in (headers or {}).items():
-            self._learn_header(name, value)
-        for proxy_url in getproxies().values():  # httpx sends proxy credentials itself, past our request hook
-            self.add_secret(urlsplit(proxy_url).password or "")
+            self.scrubber.add_header(name, value)
+        self._proxies = ProxyRules.from_environ()
+        for secret in self._proxies.secrets:  # httpx sends proxy credentials itself, past our request hook
+            self.scrubber.add(secret)
+        self._injected_transport = transport
         if verify is None and transport is None:
             verify = build_ssl_context()
         self._client_options: dict[str, Any] = {
@@ -179,9 +157,8 @@ class HttpApi:
             "headers": headers,
             "auth": auth,
             "timeout": timeout,
-            "transport": transport,
             "verify": True if verify is None else verify,
-            "trust_env": True,
+            "trust_env": False,  # every proxy decision is ProxyRules'; httpx must not read the environment itself
             "follow_redirects": True,
             "limits": httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             "event_hooks": {"request": [self._learn_request_secrets]},
@@ -201,39 +178,16 @@ class HttpApi:
     # -- secrets -----------------------------------------------------------------------------
     def add_secret(self, value: str) -> None:
         """Scrub `value` (and its URL-encoded forms) from every error and log line from now on."""
-        if not value or len(value) < _MIN_SECRET_LENGTH:
-            return
-        with self._secrets_lock:
-            known = set(self._secrets)
-            for form in (value, quote(value, safe=""), quote_plus(value)):
-                if form not in known:
-                    self._secrets.append(form)
-                    known.add(form)
-            self._secrets.sort(key=len, reverse=True)  # a secret containing another must go first
+        self.scrubber.add(value)
 
     def scrub(self, text: str) -> str:
         """`text` with every known secret replaced and URL query strings (signed upload URLs) cut off."""
-        with self._secrets_lock:
-            secrets = list(self._secrets)
-        for secret in secrets:
-            text = text.replace(secret, SCRUBBED)
-        return _URL_QUERY.sub(r"\1?…", text)
-
-    def _learn_header(self, name: str, value: str) -> None:
-        # Every request carries the same Authorization value: remember what was learnt, so that learning it
-        # again costs one set lookup instead of two URL-encodings and a sort (~0.1 ms per request).
-        if value in self._learnt_headers or not _SENSITIVE_HEADER.search(name):
-            return
-        self.add_secret(value)
-        scheme, _, credential = value.partition(" ")
-        if credential and scheme.isalpha():  # "Bearer <token>", "Basic <base64>"
-            self.add_secret(credential.strip())
-        self._learnt_headers.add(value)
+        return self.scrubber.scrub(text)
 
     def _learn_request_secrets(self, request: httpx.Request) -> None:
         # Runs after httpx applied auth, so credentials from any httpx.Auth are learnt before they can echo back.
         for name, value in request.headers.items():
-            self._learn_header(name, value)
+            self.scrubber.add_header(name, value)
 
     # -- requests ----------------------------------------------------------------------------
     def request(
@@ -298,7 +252,7 @@ class HttpApi:
         label = request_label(method, route)
         statuses = self.retry.retry_statuses if retry_statuses is None else retry_statuses
         for name, value in (headers or {}).items():
-            self._learn_header(name, value)
+            self.scrubber.add_header(name, value)
 
         def attempt() -> httpx.Response:
             self.limiter.acquire()
@@ -422,10 +376,17 @@ class HttpApi:
         with self._clients_lock:
             if self._closed:  # a closed API keeps refusing requests, as one closed httpx client would
                 return self._clients[0]
-            client = httpx.Client(**self._client_options)
+            client = httpx.Client(**self._client_options, transport=self._transport_for_client())
             self._clients.append(client)
         self._local.client = client
         return client
+
+    def _transport_for_client(self) -> httpx.BaseTransport:
+        # Each client gets its own pools (see above), routed per request by the proxy rules.
+        if self._injected_transport is not None:
+            return self._injected_transport
+        options = self._client_options
+        return self._proxies.transport(verify=options["verify"], limits=options["limits"])
 
     def close(self) -> None:
         with self._clients_lock:

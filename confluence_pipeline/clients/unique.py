@@ -12,10 +12,14 @@ import httpx
 
 from confluence_pipeline.clients.errors import RemoteAuthError, RemoteError, UnexpectedResponse
 from confluence_pipeline.clients.transport import HttpApi, RetryPolicy
-from confluence_pipeline.clients.zitadel import ZitadelTokenProvider, shared_token_provider
-from confluence_pipeline.domain.cql import batched
+from confluence_pipeline.clients.zitadel import ZitadelTokenProvider
+from confluence_pipeline.config.secrets import Scrubber
+from confluence_pipeline.config.settings import ClusterLocalSettings, ExternalAuthSettings
+from confluence_pipeline.domain.batches import batched
 from confluence_pipeline.domain.diff import FileDiff
-from confluence_pipeline.settings import UniqueSettings
+from confluence_pipeline.domain.models import Source
+
+UniqueSettings = ExternalAuthSettings | ClusterLocalSettings
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +69,7 @@ mutation UpdateScope($id: String!, $input: ScopeUpdateInput!) {
 
 
 class UniqueGraphQLError(RemoteError):
-    """A GraphQL response with `errors` (contract §2); `status_code` is extensions.response.statusCode."""
+    """A GraphQL response with `errors`; `status_code` is `errors[0].extensions.response.statusCode`."""
 
     def __init__(self, operation: str, message: str, status_code: int | None) -> None:
         self.operation = operation
@@ -104,6 +108,7 @@ class ContentSpec:
     byte_size: int
     metadata: Mapping[str, str]
     scope_id: str
+    source: Source
     mime_type: str = "text/html"
 
 
@@ -115,26 +120,24 @@ class Registration:
 
 
 class UniqueClient:
-    """Every call to Unique goes through here: one rate limit, one counter, one auth."""
+    """Every call to Unique goes through here: one rate limit, one counter, one auth, one scrubber."""
 
     def __init__(
         self,
         settings: UniqueSettings,
         *,
-        source_kind: str,
-        source_name: str,
         transport: httpx.BaseTransport | None = None,
         verify: Any = None,
     ) -> None:
         self.settings = settings
-        self.source_kind = source_kind
-        self.source_name = source_name
+        timeout = httpx.Timeout(settings.http.timeout_seconds, connect=min(15.0, settings.http.timeout_seconds))
+        self.scrubber = Scrubber(secret.get_secret_value() for secret in settings.secrets)
         self.api = HttpApi(
             system="unique",
             base_url=settings.ingestion_base,
             per_minute=settings.tokens_per_minute,
-            secrets=settings.secrets,
-            timeout=httpx.Timeout(settings.http.timeout_seconds, connect=min(15.0, settings.http.timeout_seconds)),
+            scrubber=self.scrubber,
+            timeout=timeout,
             retry=RetryPolicy(retry_after_max=settings.http.retry_after_max_seconds),
             transport=transport,
             verify=verify,
@@ -142,35 +145,34 @@ class UniqueClient:
             logger=logging.getLogger("confluence_pipeline.clients.unique.http"),
         )
         self.tokens: ZitadelTokenProvider | None = None
-        if settings.auth_mode == "external":
-            # Token calls are not rate limited (contract §9) but are counted and retried. A provider
-            # is shared per process unless a test injects its own transport.
-            token_args = {
-                "token_url": settings.zitadel_token_url or "",
-                "client_id": settings.zitadel_client_id or "",
-                "client_secret": settings.zitadel_client_secret or "",
-                "project_id": settings.zitadel_project_id or "",
-                "extra_headers": settings.zitadel_extra_headers,
-            }
-            if transport is None:
-                self.tokens = shared_token_provider(**token_args, secrets=settings.secrets, verify=verify)
-            else:
-                token_api = HttpApi(
-                    system="zitadel",
-                    base_url=settings.zitadel_token_url or "",
-                    secrets=settings.secrets,
-                    transport=transport,
-                    logger=logging.getLogger("confluence_pipeline.clients.zitadel.http"),
-                )
-                self.tokens = ZitadelTokenProvider(token_api, **token_args)
-            self._token_requests_at_start = self.tokens.api.counter.snapshot()
+        if isinstance(settings, ExternalAuthSettings):
+            # Token calls are not rate limited (Unique's connector does not limit them) but are counted and
+            # retried; the token lives as long as this client, so one run fetches it once.
+            token_api = HttpApi(
+                system="zitadel",
+                base_url=settings.zitadel_token_url,
+                scrubber=self.scrubber,
+                timeout=timeout,
+                retry=RetryPolicy(retry_after_max=settings.http.retry_after_max_seconds),
+                transport=transport,
+                verify=verify,
+                logger=logging.getLogger("confluence_pipeline.clients.zitadel.http"),
+            )
+            self.tokens = ZitadelTokenProvider(
+                token_api,
+                token_url=settings.zitadel_token_url,
+                client_id=settings.zitadel_client_id,
+                client_secret=settings.zitadel_client_secret.get_secret_value(),
+                project_id=settings.zitadel_project_id,
+                extra_headers={k: v.get_secret_value() for k, v in settings.zitadel_extra_headers.items()},
+            )
 
     def __repr__(self) -> str:
         return f"UniqueClient(base={self.settings.ingestion_base!r}, mode={self.settings.auth_mode!r})"
 
     # -- transport ------------------------------------------------------------------------------
     def _headers(self) -> tuple[dict[str, str], str | None]:
-        headers = dict(self.settings.extra_headers)
+        headers = self.settings.headers
         token = None
         if self.tokens is not None:
             token = self.tokens.token()
@@ -227,15 +229,15 @@ class UniqueClient:
         return data
 
     # -- file diff ------------------------------------------------------------------------------
-    def file_diff(self, partial_key: str, file_list: Sequence[Mapping[str, str]]) -> FileDiff:
+    def file_diff(self, partial_key: str, file_list: Sequence[Mapping[str, str]], source: Source) -> FileDiff:
         response = self._call(
             "POST",
             self.settings.file_diff_url,
             route="POST file-diff",
             json={
                 "partialKey": partial_key,
-                "sourceKind": self.source_kind,
-                "sourceName": self.source_name,
+                "sourceKind": source.kind,
+                "sourceName": source.name,
                 "fileList": list(file_list),
             },
         )
@@ -264,10 +266,10 @@ class UniqueClient:
             },
             "scopeId": spec.scope_id,
             "sourceOwnerType": "COMPANY",
-            "sourceKind": self.source_kind,
-            "sourceName": self.source_name,
+            "sourceKind": spec.source.kind,
+            "sourceName": spec.source.name,
             "storeInternally": True,
-            "baseUrl": self.source_name,
+            "baseUrl": spec.source.name,
         }
 
     def register(self, spec: ContentSpec) -> Registration:
@@ -303,7 +305,7 @@ class UniqueClient:
         if self.settings.auth_mode == "cluster_local":
             # The scoped upload sits behind the same gateway as the API: send the service headers
             # (never a token) so either server behaviour accepts it.
-            headers.update(self.settings.extra_headers)
+            headers.update(self.settings.headers)
         self.api.request(
             "PUT",
             self.upload_url(registration.write_url),
@@ -377,7 +379,7 @@ class UniqueClient:
 
     # -- scopes ---------------------------------------------------------------------------------
     def scopes_for_paths(self, paths: Sequence[str]) -> list[ScopeNode]:
-        """One leaf scope per path, in input order, created when missing (contract §5)."""
+        """One leaf scope per path, in input order, created when missing (the server answers in input order)."""
         scopes: list[ScopeNode] = []
         for chunk in batched(list(paths), SCOPE_PATH_BATCH):
             data = self.graphql("GenerateScopesBasedOnPaths", GENERATE_SCOPES, {"paths": chunk, "inheritAccess": True})
@@ -417,15 +419,13 @@ class UniqueClient:
     def request_counts(self) -> dict[str, int]:
         counts = dict(self.api.counter.snapshot())
         if self.tokens is not None:
-            # The token provider outlives this client: report only the token calls made since it started.
-            for route, n in self.tokens.api.counter.snapshot().items():
-                delta = n - self._token_requests_at_start.get(route, 0)
-                if delta:
-                    counts[route] = delta
+            counts.update(self.tokens.api.counter.snapshot())
         return counts
 
     def close(self) -> None:
         self.api.close()
+        if self.tokens is not None:
+            self.tokens.api.close()
 
 
 def _scope(node: Mapping[str, Any]) -> ScopeNode:

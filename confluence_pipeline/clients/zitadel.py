@@ -1,10 +1,7 @@
-"""Zitadel client-credentials tokens for Unique's external auth mode: fetched once, shared, refreshed early."""
+"""Zitadel client-credentials tokens for Unique's external auth mode: fetched once per run, shared, refreshed early."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -22,7 +19,10 @@ MAX_EARLY_REFRESH = 60.0
 
 
 class ZitadelTokenProvider:
-    """Hands out a valid bearer token; concurrent callers share one refresh (contract §1.1)."""
+    """Hands out a valid bearer token; concurrent callers share one refresh.
+
+    The client id and secret travel in HTTP Basic auth, the scope names the project audience.
+    """
 
     def __init__(
         self,
@@ -100,43 +100,3 @@ class ZitadelTokenProvider:
         margin = min(MAX_EARLY_REFRESH, float(expires_in) * 0.1)
         self._token = token
         self._refresh_at = self._clock() + float(expires_in) - margin
-
-
-_SHARED: dict[tuple[str, ...], ZitadelTokenProvider] = {}
-_SHARED_LOCK = threading.Lock()
-
-
-def shared_token_provider(
-    *,
-    token_url: str,
-    client_id: str,
-    client_secret: str,
-    project_id: str,
-    extra_headers: Mapping[str, str] | None = None,
-    secrets: tuple[str, ...] = (),
-    verify: object = None,
-) -> ZitadelTokenProvider:
-    """One provider per credential set and process, so every op of a run (and every run of a
-    long-lived code server) reuses the same token until it is due for refresh."""
-    fingerprint = hashlib.sha256(client_secret.encode("utf-8")).hexdigest()
-    key = (token_url, client_id, fingerprint, project_id, json.dumps(dict(extra_headers or {}), sort_keys=True))
-    with _SHARED_LOCK:
-        provider = _SHARED.get(key)
-        if provider is None:
-            api = HttpApi(
-                system="zitadel",
-                base_url=token_url,
-                secrets=(client_secret, *secrets),
-                verify=verify,  # type: ignore[arg-type]
-                logger=logging.getLogger("confluence_pipeline.clients.zitadel.http"),
-            )
-            provider = ZitadelTokenProvider(
-                api,
-                token_url=token_url,
-                client_id=client_id,
-                client_secret=client_secret,
-                project_id=project_id,
-                extra_headers=extra_headers,
-            )
-            _SHARED[key] = provider
-        return provider

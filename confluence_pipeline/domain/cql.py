@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timezone
-from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from confluence_pipeline.domain.models import Platform
 from confluence_pipeline.domain.timefmt import cql_datetime
-
-T = TypeVar("T")
 
 ANCESTOR_BATCH = 100
 """Ids per `ancestor IN (...)` query (what the vendor's connector uses; keeps URLs well under 8 KB)."""
@@ -57,11 +54,12 @@ def _label_clause(single_label: str, all_label: str) -> str:
 
 
 def _space_type_clause(platform: Platform) -> str:
-    if platform is Platform.CLOUD:
-        return "(space.type=global OR space.type=collaboration)"
-    if platform is Platform.ONPREM:
-        return "space.type=global"
-    raise ValueError(f"unknown Confluence platform: {platform!r}")
+    if not isinstance(platform, Platform):
+        raise ValueError(f"unknown Confluence platform: {platform!r}")
+    # `global` first: the query text stays the same whatever a platform adds.
+    types = sorted(platform.syncable_space_types, key=lambda kind: (kind != "global", kind))
+    clauses = [f"space.type={kind}" for kind in types]
+    return clauses[0] if len(clauses) == 1 else f"({' OR '.join(clauses)})"
 
 
 def _id_list(ids: Sequence[str], what: str) -> str:
@@ -105,17 +103,3 @@ def changed_since_cql(
     """Labelled content modified at or after `since`, as a date literal in the zone Confluence reads it in."""
     literal = quote(cql_datetime(since, tz))
     return f"{discovery_cql(single_label, all_label, platform)} AND lastmodified >= {literal}"
-
-
-def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    """Yield consecutive lists of at most `size` items (the last may be shorter; nothing for no items)."""
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(f"batch size must be a positive integer, got {size!r}")
-    batch: list[T] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch

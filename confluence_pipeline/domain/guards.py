@@ -55,7 +55,7 @@ def check_discovery(total_discovered: int, stored_items_for_source: int, complet
 
 
 def check_space_diff(space_key: str, submitted: Collection[str], diff: FileDiff, stored_count: int) -> None:
-    """Apply unique-ingestion contract §9 to one space's diff (`submitted` are relative keys).
+    """Refuse a space's diff that would lose data (`submitted` are relative keys).
 
     - Nothing submitted but deletions reported: refuse.
     - The diff deletes everything stored for the space (`stored_count` = items whose key starts with

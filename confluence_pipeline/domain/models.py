@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -13,6 +14,31 @@ class Platform(StrEnum):
     @property
     def source_kind(self) -> str:
         return "ATLASSIAN_CONFLUENCE_ONPREM" if self is Platform.ONPREM else "ATLASSIAN_CONFLUENCE_CLOUD"
+
+    @property
+    def syncable_space_types(self) -> frozenset[str]:
+        """Space types whose content is synced: personal spaces never; Cloud adds collaboration spaces."""
+        return frozenset({"global", "collaboration"}) if self is Platform.CLOUD else frozenset({"global"})
+
+
+@dataclass(frozen=True, slots=True)
+class SyncLabels:
+    """The two labels that mark content for the sync (stored lower-case, as Confluence stores labels)."""
+
+    single: str  # syncs the labelled page alone
+    subtree: str  # syncs the labelled page and every page below it
+
+    def __iter__(self) -> Iterator[str]:
+        yield self.single
+        yield self.subtree
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Which Confluence content comes from, as Unique records it (`sourceKind`, `sourceName`)."""
+
+    kind: str
+    name: str
 
 
 @dataclass(frozen=True, slots=True)

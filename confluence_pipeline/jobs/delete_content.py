@@ -9,11 +9,12 @@ import dagster as dg
 from pydantic import Field
 
 from confluence_pipeline.clients.errors import RemoteError
-from confluence_pipeline.clients.unique import KEYS_PER_QUERY, ContentNode
-from confluence_pipeline.domain.cql import batched
-from confluence_pipeline.jobs.reset import PARTIAL_NOTE, delete_nodes, unconfirmed_failure
-from confluence_pipeline.jobs.runtime import WRITER_TAG, op_runtime, refuse_concurrent_writer
-from confluence_pipeline.resources import ConfluenceResource, SyncOptionsResource, UniqueResource
+from confluence_pipeline.jobs.config import flat_config
+from confluence_pipeline.jobs.metering import StepRequests
+from confluence_pipeline.jobs.reset import PARTIAL_NOTE, deletion_metadata, unconfirmed_failure
+from confluence_pipeline.jobs.writers import WRITER_TAG, refuse_concurrent_writer
+from confluence_pipeline.resources import SyncOptionsResource, UniqueResource, require_valid
+from confluence_pipeline.sync.cleanup import content_by_ids, delete_nodes
 
 JOB_NAME = "confluence_delete_content"
 
@@ -29,7 +30,6 @@ class DeleteContentConfig(dg.Config):
 def delete_content_items(
     context: dg.OpExecutionContext,
     config: DeleteContentConfig,
-    confluence: ConfluenceResource,
     unique: UniqueResource,
     sync_options: SyncOptionsResource,
 ) -> dict[str, int]:
@@ -40,42 +40,32 @@ def delete_content_items(
         raise dg.Failure(
             description="content_ids is empty: list the Unique content ids to delete.", allow_retries=False
         )
-    with op_runtime(context, confluence, unique, sync_options) as rt:
-        test_mode = rt.settings.sync.test_mode
-        dry_run = config.dry_run or test_mode
-        try:
-            found: dict[str, ContentNode] = {}
-            for chunk in batched(requested, KEYS_PER_QUERY):
-                for node in rt.unique.iter_content({"id": {"in": chunk}}):
-                    if node.id in chunk:
-                        found[node.id] = node
-            not_found = [i for i in requested if i not in found]
-            context.log.info(
-                f"Delete content: {len(found)} of {len(requested)} id(s) exist"
-                + (f"; not found: {', '.join(not_found[:50])}" if not_found else "")
-                + (" [dry run: nothing will be deleted]" if dry_run else "")
-            )
-            outcome = delete_nodes(rt.unique, [found[i] for i in requested if i in found], dry_run=dry_run)
-        except RemoteError as exc:
-            raise dg.Failure(
-                description=f"Deleting content failed: {exc}. {PARTIAL_NOTE}", allow_retries=False
-            ) from None
-        requests = sum(rt.request_counts().values())
+    require_valid(unique, sync_options)
+    meter = StepRequests(unique=unique)
+    test_mode = sync_options.settings.test_mode
+    dry_run = config.dry_run or test_mode
+    try:
+        found = content_by_ids(unique.client, requested)
+        not_found = [i for i in requested if i not in found]
+        context.log.info(
+            f"Delete content: {len(found)} of {len(requested)} id(s) exist"
+            + (f"; not found: {', '.join(not_found[:50])}" if not_found else "")
+            + (" [dry run: nothing will be deleted]" if dry_run else "")
+        )
+        outcome = delete_nodes(unique.client, [found[i] for i in requested if i in found], dry_run=dry_run)
+    except RemoteError as exc:
+        raise dg.Failure(description=f"Deleting content failed: {exc}. {PARTIAL_NOTE}", allow_retries=False) from None
     metadata: dict[str, Any] = {
         "requested": len(requested),
         "test_mode": test_mode,
-        **outcome.metadata(),
+        **deletion_metadata(outcome),
         "not_found": dg.MetadataValue.json(not_found),
-        "unique_requests": requests,
+        **meter.metadata(),
     }
     if outcome.unconfirmed:
         raise unconfirmed_failure(outcome, metadata)
     context.add_output_metadata(metadata)
-    return {
-        "requested": len(requested),
-        "deleted": 0 if dry_run else len(outcome.deleted_ids),
-        "not_found": len(not_found),
-    }
+    return {"requested": len(requested), "deleted": outcome.deleted, "not_found": len(not_found)}
 
 
 @dg.job(
@@ -83,10 +73,7 @@ def delete_content_items(
     description="Delete Unique content items by id; unknown ids are listed as not found.",
     tags={WRITER_TAG: "true"},
     executor_def=dg.in_process_executor,
-    config=dg.ConfigMapping(
-        config_schema=DeleteContentConfig.to_config_schema(),
-        config_fn=lambda cfg: {"ops": {"delete_content_items": {"config": cfg}}},
-    ),
+    config=flat_config(DeleteContentConfig, "delete_content_items"),
 )
 def confluence_delete_content() -> None:
     delete_content_items()

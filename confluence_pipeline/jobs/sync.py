@@ -3,23 +3,32 @@
 # No `from __future__ import annotations` here: Dagster 1.13 cannot resolve a string-annotated
 # `config: SyncRunConfig` op parameter (it fails with "Unable to resolve config type").
 
-from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 
 import dagster as dg
 from pydantic import Field
 
 from confluence_pipeline.clients.errors import RemoteError
-from confluence_pipeline.domain.guards import GuardTripped, check_discovery
-from confluence_pipeline.domain.keys import mapping_keys, partial_key
-from confluence_pipeline.domain.models import PageRef, SpaceRef
-from confluence_pipeline.jobs.runtime import WRITER_TAG, OpRuntime, op_runtime, refuse_concurrent_sync
-from confluence_pipeline.resources import ConfluenceResource, SyncOptionsResource, UniqueResource
-from confluence_pipeline.sync import discovery as discovery_stage
-from confluence_pipeline.sync.reports import COUNT_FIELDS, PageFailure, SpaceReport, SyncTotals
+from confluence_pipeline.domain.guards import GuardTripped
+from confluence_pipeline.domain.models import PageRef
+from confluence_pipeline.jobs.config import flat_config
+from confluence_pipeline.jobs.metering import StepRequests, mapping_key_of, run_requests_by_step
+from confluence_pipeline.jobs.writers import WRITER_TAG, refuse_concurrent_sync
+from confluence_pipeline.resources import ConfluenceResource, SyncOptionsResource, UniqueResource, require_valid
+from confluence_pipeline.sync import discovery
+from confluence_pipeline.sync.planning import plan_sync
+from confluence_pipeline.sync.reports import (
+    COUNT_FIELDS,
+    RequestTotals,
+    SpaceReport,
+    SyncTotals,
+    failure_description,
+    merge_reports,
+    per_space_table,
+)
 from confluence_pipeline.sync.spaces import SpaceDiff, SpaceWork, diff_space, write_space
-from confluence_pipeline.sync.targets import TargetScopes
+from confluence_pipeline.sync.targets import StoredSpace, TargetScopes
 
 JOB_NAME = "confluence_sync"
 
@@ -35,30 +44,32 @@ class SyncRunConfig(dg.Config):
         description="Only sync these space keys; a restricted run never deletes outside them.",
     )
 
+    def resolved_test_mode(self, options: SyncOptionsResource) -> bool:
+        return options.settings.test_mode if self.test_mode is None else self.test_mode
 
-@dataclass(frozen=True)
-class RunOptions:
-    test_mode: bool
-    space_keys: tuple[str, ...]
+    def restriction(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(self.space_keys))
 
 
 @dataclass(frozen=True)
 class LabelledPages:
-    options: RunOptions
     pages: dict[str, PageRef]
     roots: tuple[str, ...]
     skipped: int
-    requests: dict[str, int]
 
 
 @dataclass(frozen=True)
 class DiscoveredPages:
-    options: RunOptions
     pages: tuple[PageRef, ...]
     labelled: int
     descendants: int
     skipped: int
-    requests: dict[str, int]
+
+
+@dataclass(frozen=True)
+class PlanSummary:
+    discovered_spaces: int
+    vanished: tuple[StoredSpace, ...]
 
 
 @dataclass(frozen=True)
@@ -66,21 +77,6 @@ class SpaceTask:
     diff: SpaceDiff
     scope_id: str | None
     test_mode: bool
-
-
-@dataclass(frozen=True)
-class StageRequests:
-    """Request counts of a fan-in/fan-out op that has no per-space output to carry them."""
-
-    requests: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    """What the later ops need of the run's start, without the page list (it can be 100k pages)."""
-
-    options: RunOptions
-    requests: dict[str, int]  # discovery, expansion and planning
 
 
 @dg.op(tags={"kind": "confluence"})
@@ -93,145 +89,100 @@ def discover_labelled_pages(
 ) -> LabelledPages:
     """Find every page carrying a sync label in a syncable space (CQL, every result page)."""
     refuse_concurrent_sync(context, JOB_NAME)
-    with op_runtime(context, confluence, unique, sync_options) as rt:
-        options = RunOptions(
-            test_mode=rt.settings.sync.test_mode if config.test_mode is None else config.test_mode,
-            space_keys=tuple(dict.fromkeys(config.space_keys)),
-        )
-        try:
-            pages, roots, skipped = discovery_stage.discover_labelled(
-                rt.confluence, *rt.labels, only_spaces=options.space_keys
-            )
-        except RemoteError as exc:
-            raise _discovery_failed(exc) from None
-        context.log.info(
-            f"Discovery: {len(pages)} labelled pages in {len({p.space.key for p in pages.values()})} spaces, "
-            f"{len(roots)} '{rt.labels[1]}' roots, {skipped} skipped (space type or restriction)"
-            + (" [TEST MODE: nothing will be written]" if options.test_mode else "")
-        )
-        result = LabelledPages(options, pages, tuple(roots), skipped, rt.request_counts())
-    context.add_output_metadata({"labelled": len(pages), "roots": len(roots), "test_mode": options.test_mode})
-    return result
+    require_valid(confluence, unique, sync_options)
+    meter = StepRequests(confluence=confluence)
+    labels = confluence.settings.labels
+    try:
+        pages, roots, skipped = discovery.discover_labelled(confluence.client, labels, only_spaces=config.restriction())
+    except RemoteError as exc:
+        raise _discovery_failed(exc) from None
+    test_mode = config.resolved_test_mode(sync_options)
+    context.log.info(
+        f"Discovery: {len(pages)} labelled pages in {len({p.space.key for p in pages.values()})} spaces, "
+        f"{len(roots)} '{labels.subtree}' roots, {skipped} skipped (space type or restriction)"
+        + (" [TEST MODE: nothing will be written]" if test_mode else "")
+    )
+    context.add_output_metadata(
+        {"labelled": len(pages), "roots": len(roots), "test_mode": test_mode, **meter.metadata()}
+    )
+    return LabelledPages(pages, tuple(roots), skipped)
 
 
 @dg.op(tags={"kind": "confluence"})
 def expand_descendants(
-    context: dg.OpExecutionContext,
-    labelled: LabelledPages,
-    confluence: ConfluenceResource,
-    unique: UniqueResource,
-    sync_options: SyncOptionsResource,
+    context: dg.OpExecutionContext, config: SyncRunConfig, labelled: LabelledPages, confluence: ConfluenceResource
 ) -> DiscoveredPages:
-    """Add every descendant of the `INGEST_ALL_LABEL` pages, at any depth, each page once."""
-    with op_runtime(context, confluence, unique, sync_options) as rt:
-        try:
-            pages, added = discovery_stage.expand_descendants(
-                rt.confluence, labelled.roots, labelled.pages, only_spaces=labelled.options.space_keys
-            )
-        except RemoteError as exc:
-            raise _discovery_failed(exc) from None
-        ordered = tuple(sorted(pages.values(), key=lambda p: (len(p.id), p.id)))
-        context.log.info(f"Expansion: {added} descendants added, {len(ordered)} pages in total")
-        requests = Counter(labelled.requests)
-        requests.update(rt.request_counts())
-    context.add_output_metadata({"pages": len(ordered), "descendants": added})
-    return DiscoveredPages(labelled.options, ordered, len(labelled.pages), added, labelled.skipped, dict(requests))
+    """Add every descendant of the subtree-label pages, at any depth, each page once."""
+    meter = StepRequests(confluence=confluence)
+    try:
+        pages, added = discovery.expand_descendants(
+            confluence.client, labelled.roots, labelled.pages, only_spaces=config.restriction()
+        )
+    except RemoteError as exc:
+        raise _discovery_failed(exc) from None
+    ordered = tuple(sorted(pages.values(), key=lambda p: (len(p.id), p.id)))
+    context.log.info(f"Expansion: {added} descendants added, {len(ordered)} pages in total")
+    context.add_output_metadata({"pages": len(ordered), "descendants": added, **meter.metadata()})
+    return DiscoveredPages(ordered, len(labelled.pages), added, labelled.skipped)
 
 
-@dg.op(out={"spaces": dg.DynamicOut(SpaceWork), "run_info": dg.Out(RunInfo)}, tags={"kind": "unique"})
+@dg.op(out={"spaces": dg.DynamicOut(SpaceWork), "plan": dg.Out(PlanSummary)}, tags={"kind": "unique"})
 def plan_spaces(
     context: dg.OpExecutionContext,
+    config: SyncRunConfig,
     discovered: DiscoveredPages,
     confluence: ConfluenceResource,
     unique: UniqueResource,
-    sync_options: SyncOptionsResource,
-) -> Iterator[dg.DynamicOutput[SpaceWork] | dg.Output[RunInfo]]:
+) -> Iterator[dg.DynamicOutput[SpaceWork] | dg.Output[PlanSummary]]:
     """Group pages per space, find spaces Unique holds that discovery no longer sees, check the global guard."""
-    with op_runtime(context, confluence, unique, sync_options) as rt:
-        by_space: dict[str, list[PageRef]] = {}
-        spaces: dict[str, SpaceRef] = {}
-        for page in discovered.pages:
-            by_space.setdefault(page.space.key, []).append(page)
-            spaces.setdefault(page.space.key, page.space)
-        targets = _targets(rt)
-        stored_counts = {
-            partial_key(space): rt.unique.count({"key": {"startsWith": f"{partial_key(space)}/"}})
-            for space in spaces.values()
-        }
-        vanished = targets.stored_spaces(spaces.values(), stored_counts)
-        if discovered.options.space_keys:
-            vanished = [v for v in vanished if v.space_key in discovered.options.space_keys]
-        if not discovered.pages:
-            held = sum(stored_counts.values()) + (1 if vanished or targets.holds_content() else 0)
-            try:
-                check_discovery(0, held, complete=True)
-            except GuardTripped as exc:
-                raise dg.Failure(description=str(exc), metadata={"guard": exc.guard}, allow_retries=False) from None
-            context.log.info("Discovery found no pages and Unique holds none of this Confluence: nothing to do")
-        works = [
-            SpaceWork(space, tuple(by_space[key]), stored_counts[partial_key(space)])
-            for key, space in sorted(spaces.items())
-        ]
-        for stored in vanished:
-            space = SpaceRef(id=stored.space_id, key=stored.space_key, name="", type="unknown")
-            works.append(SpaceWork(space, (), 0, vanished=stored))
-        keys = mapping_keys(work.space.key for work in works)
-        context.log.info(
-            f"Plan: {len(spaces)} spaces discovered, {len(vanished)} stored spaces no longer discovered "
-            f"({', '.join(v.space_key for v in vanished) or 'none'})"
+    meter = StepRequests(unique=unique)
+    try:
+        plan = plan_sync(
+            discovered.pages, unique.client, _targets(confluence, unique), only_spaces=config.restriction()
         )
-        requests = rt.request_counts()
-    totals = Counter(discovered.requests)
-    totals.update(requests)
-    yield dg.Output(RunInfo(discovered.options, dict(totals)), "run_info")
-    for work in works:
-        yield dg.DynamicOutput(work, mapping_key=keys[work.space.key], output_name="spaces")
+    except GuardTripped as exc:
+        raise dg.Failure(description=str(exc), metadata={"guard": exc.guard}, allow_retries=False) from None
+    context.log.info(plan.describe())
+    yield dg.Output(PlanSummary(plan.discovered_spaces, plan.vanished), "plan", metadata=meter.metadata())
+    for work in plan.works:
+        yield dg.DynamicOutput(work, mapping_key=work.mapping_key, output_name="spaces")
 
 
 @dg.op(name="diff_space", tags={"kind": "unique"})
 def diff_space_op(
-    context: dg.OpExecutionContext,
-    work: SpaceWork,
-    confluence: ConfluenceResource,
-    unique: UniqueResource,
-    sync_options: SyncOptionsResource,
+    context: dg.OpExecutionContext, work: SpaceWork, confluence: ConfluenceResource, unique: UniqueResource
 ) -> SpaceDiff:
     """File-diff one space against Unique and check its guards. Writes nothing."""
-    with op_runtime(context, confluence, unique, sync_options) as rt:
-        try:
-            result = diff_space(work, rt.confluence, rt.unique, rt.labels)
-        except RemoteError as exc:
-            raise dg.Failure(
-                description=f"Diff of space {work.space.key} failed before any write: {exc}", allow_retries=False
-            ) from None
-        result = _with_requests(result, rt.request_counts())
+    meter = StepRequests(confluence=confluence, unique=unique)
+    settings = confluence.settings
+    try:
+        result = diff_space(work, confluence.client, unique.client, settings.labels, settings.source)
+    except RemoteError as exc:
+        raise dg.Failure(
+            description=f"Diff of space {work.space.key} failed before any write: {exc}", allow_retries=False
+        ) from None
     context.log.info(
         f"Diff {work.space.key}: {result.discovered} discovered, {len(result.to_create)} new, "
         f"{len(result.to_update)} updated, {result.unchanged} unchanged, {len(result.delete_ids)} to delete"
         + "".join(f"; {note}" for note in result.notes)
         + (f"; GUARD: {result.guard}" if result.guard else "")
     )
+    counts = {"new": len(result.to_create), "updated": len(result.to_update), "unchanged": result.unchanged}
     context.add_output_metadata(
-        {
-            "new": len(result.to_create),
-            "updated": len(result.to_update),
-            "unchanged": result.unchanged,
-            "to_delete": len(result.delete_ids),
-            "guard": result.guard or "",
-        }
+        {**counts, "to_delete": len(result.delete_ids), "guard": result.guard or "", **meter.metadata()}
     )
     return result
 
 
-@dg.op(out={"tasks": dg.DynamicOut(SpaceTask), "guard_requests": dg.Out(StageRequests)}, tags={"kind": "unique"})
+@dg.op(out={"tasks": dg.DynamicOut(SpaceTask), "scopes": dg.Out(dict[str, str])}, tags={"kind": "unique"})
 def check_guards(
     context: dg.OpExecutionContext,
+    config: SyncRunConfig,
     diffs: list[SpaceDiff],
-    run_info: RunInfo,
     confluence: ConfluenceResource,
     unique: UniqueResource,
     sync_options: SyncOptionsResource,
-) -> Iterator[dg.DynamicOutput[SpaceTask] | dg.Output[StageRequests]]:
+) -> Iterator[dg.DynamicOutput[SpaceTask] | dg.Output[dict[str, str]]]:
     """Abort before any write if any space tripped a guard; otherwise resolve scopes and fan out the writes."""
     tripped = [d for d in diffs if d.guard]
     if tripped:
@@ -241,26 +192,24 @@ def check_guards(
             metadata={"guarded_spaces": ", ".join(d.space.key for d in tripped)},
             allow_retries=False,
         )
-    test_mode = run_info.options.test_mode
-    with op_runtime(context, confluence, unique, sync_options) as rt:
-        needing_scope = [d.space for d in diffs if d.to_create or d.to_update]
-        scope_ids: dict[str, str] = {}
-        if needing_scope and not test_mode:
-            try:
-                scope_ids = _targets(rt).ensure(needing_scope)
-            except RemoteError as exc:
-                raise dg.Failure(description=f"Resolving target scopes failed before any page write: {exc}") from None
-        requests = rt.request_counts()
+    meter = StepRequests(unique=unique)
+    test_mode = config.resolved_test_mode(sync_options)
+    needing_scope = [d.space for d in diffs if d.to_create or d.to_update]
+    scope_ids: dict[str, str] = {}
+    if needing_scope and not test_mode:
+        try:
+            scope_ids = _targets(confluence, unique).ensure(needing_scope)
+        except RemoteError as exc:
+            raise dg.Failure(description=f"Resolving target scopes failed before any page write: {exc}") from None
     with_writes = [d for d in diffs if d.has_writes]
     context.log.info(
         f"Guards passed for {len(diffs)} spaces; {len(with_writes)} have changes"
         + (" (TEST MODE: counting only)" if test_mode else "")
     )
-    keys = mapping_keys(d.space.key for d in with_writes)
-    yield dg.Output(StageRequests(requests), "guard_requests")
+    yield dg.Output(scope_ids, "scopes", metadata=meter.metadata())
     for diff in with_writes:
         task = SpaceTask(diff, scope_ids.get(diff.space.key), test_mode)
-        yield dg.DynamicOutput(task, mapping_key=keys[diff.space.key], output_name="tasks")
+        yield dg.DynamicOutput(task, mapping_key=diff.mapping_key, output_name="tasks")
 
 
 @dg.op(tags={"kind": "unique"})
@@ -269,100 +218,86 @@ def ingest_and_delete(
     task: SpaceTask,
     confluence: ConfluenceResource,
     unique: UniqueResource,
-    sync_options: SyncOptionsResource,
 ) -> SpaceReport:
     """Upload new and updated pages of one space (bodies fetched in batches here), then delete stale ones."""
-    with op_runtime(context, confluence, unique, sync_options) as rt:
-        report = write_space(
-            task.diff,
-            rt.confluence,
-            rt.unique,
-            scope_id=task.scope_id,
-            sync_labels=rt.labels,
-            concurrency=rt.settings.unique.concurrency,
-            test_mode=task.test_mode,
-        )
-        report.requests.update(rt.request_counts())
+    meter = StepRequests(confluence=confluence, unique=unique)
+    settings = confluence.settings
+    report = write_space(
+        task.diff,
+        confluence.client,
+        unique.client,
+        scope_id=task.scope_id,
+        sync_labels=settings.labels,
+        source=settings.source,
+        concurrency=unique.settings.concurrency,
+        test_mode=task.test_mode,
+    )
     context.log.info(
         f"Space {report.space_key}: {report.new} new, {report.updated} updated, {report.deleted} deleted, "
         f"{report.failed} failed, {report.skipped} skipped"
         + (" (test mode: would-be counts)" if report.test_mode else "")
     )
-    context.add_output_metadata(report.counts())
+    context.add_output_metadata({**report.counts(), **meter.metadata()})
     return report
 
 
 @dg.op(tags={"kind": "report"})
 def summarize_sync(
     context: dg.OpExecutionContext,
-    run_info: RunInfo,
+    config: SyncRunConfig,
     diffs: list[SpaceDiff],
-    guard_requests: StageRequests,
     reports: list[SpaceReport],
     sync_options: SyncOptionsResource,
-    confluence: ConfluenceResource,
-    unique: UniqueResource,
 ) -> dict[str, int]:
     """Report per space and in total; fail the run when more pages failed than SYNC_FAILURE_TOLERANCE."""
-    with op_runtime(context, confluence, unique, sync_options) as rt:
-        tolerance = rt.settings.sync.failure_tolerance
-    written = {r.space_key: r for r in reports}
-    merged: list[SpaceReport] = []
-    for diff in diffs:
-        report = written.get(diff.space.key)
-        if report is None:  # no writes needed: the diff says it all
-            report = SpaceReport(
-                space_key=diff.space.key,
-                space_id=diff.space.id,
-                discovered=diff.discovered,
-                unchanged=diff.unchanged,
-                skipped=diff.skipped,
-                test_mode=run_info.options.test_mode,
-            )
-        report.requests.update(_diff_requests(diff))
-        merged.append(report)
-    totals = SyncTotals.of(merged, extra_requests=[run_info.requests, guard_requests.requests])
-    metadata: dict[str, dg.RawMetadataValue] = {f"total_{name}": totals.counts.get(name, 0) for name in COUNT_FIELDS}
+    test_mode = config.resolved_test_mode(sync_options)
+    merged = merge_reports(((d.space.key, d.space.id, d) for d in diffs), reports, test_mode=test_mode)
+    totals = SyncTotals.of(merged)
+    by_step = run_requests_by_step(context)
+    requests = RequestTotals.of(by_step.values())
+    metadata: dict[str, dg.RawMetadataValue] = {f"total_{name}": count for name, count in totals.as_dict().items()}
     metadata.update(
         {
             "spaces": totals.spaces,
-            "test_mode": run_info.options.test_mode,
-            "confluence_requests": sum(totals.confluence_requests.values()),
-            "unique_requests": sum(totals.unique_requests.values()),
-            "confluence_requests_by_route": dg.MetadataValue.json(dict(sorted(totals.confluence_requests.items()))),
-            "unique_requests_by_route": dg.MetadataValue.json(dict(sorted(totals.unique_requests.items()))),
-            "per_space": dg.MetadataValue.md(_per_space_table(merged)),
+            "test_mode": test_mode,
+            "confluence_requests": sum(requests.confluence.values()),
+            "unique_requests": sum(requests.unique.values()),
+            "confluence_requests_by_route": dg.MetadataValue.json(dict(sorted(requests.confluence.items()))),
+            "unique_requests_by_route": dg.MetadataValue.json(dict(sorted(requests.unique.items()))),
+            "per_space": dg.MetadataValue.md(per_space_table(merged)),
         }
     )
     for report in merged:
+        space_requests = RequestTotals.of(
+            c for step, c in by_step.items() if mapping_key_of(step) == report.mapping_key
+        )
         context.log_event(
             dg.AssetObservation(
                 asset_key=dg.AssetKey(["confluence_space", _asset_safe(report.space_key)]),
                 metadata={
                     **report.counts(),
                     "space_key": report.space_key,
-                    "confluence_requests": sum(v for k, v in report.requests.items() if k.startswith("confluence:")),
-                    "unique_requests": sum(v for k, v in report.requests.items() if k.startswith("unique:")),
+                    "confluence_requests": sum(space_requests.confluence.values()),
+                    "unique_requests": sum(space_requests.unique.values()),
                 },
             )
         )
     context.add_output_metadata(metadata)
-    counts = {name: totals.counts.get(name, 0) for name in COUNT_FIELDS}
     context.log.info(
         "Sync total"
-        + (" (TEST MODE, would-be counts)" if run_info.options.test_mode else "")
+        + (" (TEST MODE, would-be counts)" if test_mode else "")
         + ": "
-        + ", ".join(f"{k} {v}" for k, v in counts.items())
-        + f"; requests: confluence {sum(totals.confluence_requests.values())}, "
-        f"unique {sum(totals.unique_requests.values())}"
+        + ", ".join(f"{k} {v}" for k, v in totals.as_dict().items())
+        + f"; requests: confluence {metadata['confluence_requests']}, unique {metadata['unique_requests']}"
     )
+    tolerance = sync_options.settings.failure_tolerance
     if len(totals.failures) > tolerance:
         raise dg.Failure(
-            description=_failure_description(totals.failures, tolerance),
+            description=failure_description(totals.failures, tolerance),
             metadata={**metadata, "failed_pages": ", ".join(f.page_id for f in totals.failures[:200])},
             allow_retries=False,
         )
-    return counts
+    return {name: totals.counts.get(name, 0) for name in COUNT_FIELDS}
 
 
 @dg.job(
@@ -370,29 +305,27 @@ def summarize_sync(
     description="Sync labelled Confluence pages into Unique: discover, diff per space, ingest, delete.",
     tags={WRITER_TAG: "true"},
     executor_def=dg.in_process_executor,
-    config=dg.ConfigMapping(
-        config_schema=SyncRunConfig.to_config_schema(),
-        config_fn=lambda cfg: {"ops": {"discover_labelled_pages": {"config": cfg}}},
+    config=flat_config(
+        SyncRunConfig, "discover_labelled_pages", "expand_descendants", "plan_spaces", "check_guards", "summarize_sync"
     ),
 )
 def confluence_sync() -> None:
     labelled = discover_labelled_pages()
     discovered = expand_descendants(labelled)
-    works, run_info = plan_spaces(discovered)
+    works, _plan = plan_spaces(discovered)
     diffs = works.map(diff_space_op).collect()
-    tasks, guard_requests = check_guards(diffs, run_info)
+    tasks, _scopes = check_guards(diffs)
     reports = tasks.map(ingest_and_delete).collect()
-    summarize_sync(run_info, diffs, guard_requests, reports)
+    summarize_sync(diffs, reports)
 
 
-# -- helpers ----------------------------------------------------------------------------------------
-def _targets(rt: OpRuntime) -> TargetScopes:
-    settings = rt.settings
+def _targets(confluence: ConfluenceResource, unique: UniqueResource) -> TargetScopes:
+    settings = unique.settings
     return TargetScopes(
-        rt.unique,
-        scope_id=settings.unique.scope_id,
-        template=settings.unique.scope_path_template,
-        source_name=settings.confluence.base_url,
+        unique.client,
+        scope_id=settings.scope_id,
+        template=settings.scope_path_template,
+        source_name=confluence.settings.base_url,
     )
 
 
@@ -404,28 +337,5 @@ def _discovery_failed(exc: RemoteError) -> dg.Failure:
     )
 
 
-def _with_requests(diff: SpaceDiff, requests: dict[str, int]) -> SpaceDiff:
-    return replace(diff, requests=tuple(sorted(requests.items())))
-
-
-def _diff_requests(diff: SpaceDiff) -> dict[str, int]:
-    return dict(diff.requests)
-
-
-def _per_space_table(reports: list[SpaceReport]) -> str:
-    header = "| space | " + " | ".join(COUNT_FIELDS) + " |\n|" + "---|" * (len(COUNT_FIELDS) + 1) + "\n"
-    rows = "".join(f"| {r.space_key} | " + " | ".join(str(v) for v in r.counts().values()) + " |\n" for r in reports)
-    return header + rows
-
-
 def _asset_safe(space_key: str) -> str:
     return "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in space_key) or "_"
-
-
-def _failure_description(failures: list[PageFailure], tolerance: int) -> str:
-    shown = "\n".join(f"- {f.line()}" for f in failures[:50])
-    more = f"\n… and {len(failures) - 50} more" if len(failures) > 50 else ""
-    return (
-        f"{len(failures)} page(s) failed, more than SYNC_FAILURE_TOLERANCE={tolerance} allows "
-        f"(every other page was synced):\n{shown}{more}"
-    )

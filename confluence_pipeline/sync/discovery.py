@@ -6,14 +6,11 @@ import logging
 from collections.abc import Collection, Iterable
 
 from confluence_pipeline.clients.confluence import ConfluenceClient
-from confluence_pipeline.domain.cql import ANCESTOR_BATCH, batched, descendants_cql, discovery_cql
-from confluence_pipeline.domain.models import PageRef, Platform
+from confluence_pipeline.domain.batches import batched
+from confluence_pipeline.domain.cql import ANCESTOR_BATCH, descendants_cql, discovery_cql
+from confluence_pipeline.domain.models import PageRef, SyncLabels
 
 log = logging.getLogger(__name__)
-
-
-def syncable_space_types(platform: Platform) -> frozenset[str]:
-    return frozenset({"global", "collaboration"}) if platform is Platform.CLOUD else frozenset({"global"})
 
 
 def _admit(page: PageRef, space_types: Collection[str], only_spaces: Collection[str]) -> bool:
@@ -23,14 +20,14 @@ def _admit(page: PageRef, space_types: Collection[str], only_spaces: Collection[
 
 
 def discover_labelled(
-    client: ConfluenceClient, single_label: str, all_label: str, *, only_spaces: Collection[str] = ()
+    client: ConfluenceClient, labels: SyncLabels, *, only_spaces: Collection[str] = ()
 ) -> tuple[dict[str, PageRef], list[str], int]:
-    """Labelled pages by id, the ids of `all_label` roots among them, and how many were skipped."""
-    space_types = syncable_space_types(client.platform)
+    """Labelled pages by id, the ids of subtree-label roots among them, and how many were skipped."""
+    space_types = client.platform.syncable_space_types
     pages: dict[str, PageRef] = {}
     roots: list[str] = []
     skipped = 0
-    for batch in client.search_pages(discovery_cql(single_label, all_label, client.platform)):
+    for batch in client.search_pages(discovery_cql(labels.single, labels.subtree, client.platform)):
         for page in batch:
             if not _admit(page, space_types, only_spaces):
                 skipped += 1
@@ -38,7 +35,7 @@ def discover_labelled(
             if page.id in pages:
                 continue
             pages[page.id] = page
-            if all_label in page.labels:
+            if labels.subtree in page.labels:
                 roots.append(page.id)
     return pages, roots, skipped
 
@@ -47,7 +44,7 @@ def expand_descendants(
     client: ConfluenceClient, roots: Iterable[str], known: dict[str, PageRef], *, only_spaces: Collection[str] = ()
 ) -> tuple[dict[str, PageRef], int]:
     """Add every descendant of `roots` (any depth) to a copy of `known`; returns it and the count added."""
-    space_types = syncable_space_types(client.platform)
+    space_types = client.platform.syncable_space_types
     pages = dict(known)
     added = 0
     for chunk in batched(sorted(set(roots), key=_numeric), ANCESTOR_BATCH):

@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from confluence_pipeline.clients.confluence import ConfluenceClient
 from confluence_pipeline.clients.errors import RemoteError
 from confluence_pipeline.clients.unique import ContentSpec, UniqueClient
-from confluence_pipeline.domain.cql import BODY_BATCH, batched
+from confluence_pipeline.domain.batches import batched
+from confluence_pipeline.domain.cql import BODY_BATCH
 from confluence_pipeline.domain.keys import content_key
 from confluence_pipeline.domain.metadata import content_metadata
-from confluence_pipeline.domain.models import PageBody, SpaceRef
+from confluence_pipeline.domain.models import PageBody, Source, SpaceRef
 from confluence_pipeline.sync.reports import PageFailure
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,14 @@ def _fetch_batch(
 
 
 def _ingest_one(
-    unique: UniqueClient, space: SpaceRef, body: PageBody, *, is_new: bool, scope_id: str, sync_labels: Collection[str]
+    unique: UniqueClient,
+    space: SpaceRef,
+    body: PageBody,
+    *,
+    is_new: bool,
+    scope_id: str,
+    sync_labels: Collection[str],
+    source: Source,
 ) -> None:
     page = body.page
     data = body.storage.encode("utf-8")
@@ -89,6 +97,7 @@ def _ingest_one(
         byte_size=len(data),
         metadata=content_metadata(page, sync_labels),
         scope_id=scope_id,
+        source=source,
     )
     try:
         registration = unique.register(spec)
@@ -119,6 +128,7 @@ def ingest_pages(
     new_ids: Collection[str],
     scope_id: str,
     sync_labels: Collection[str],
+    source: Source,
     concurrency: int,
 ) -> IngestOutcome:
     """Ingest the pages `page_ids`; at most two batches of bodies are held at once.
@@ -145,6 +155,7 @@ def ingest_pages(
                             is_new=body.page.id in new_ids,
                             scope_id=scope_id,
                             sync_labels=sync_labels,
+                            source=source,
                         ),
                     )
                     for body in bodies

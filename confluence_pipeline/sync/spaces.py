@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
 from confluence_pipeline.clients.confluence import ConfluenceClient
 from confluence_pipeline.clients.errors import RemoteError
@@ -13,7 +13,7 @@ from confluence_pipeline.domain.cql import space_labelled_cql
 from confluence_pipeline.domain.diff import FileDiff, file_list, plan_space
 from confluence_pipeline.domain.guards import GuardTripped, check_space_diff, should_clean_up_space
 from confluence_pipeline.domain.keys import partial_key
-from confluence_pipeline.domain.models import PageRef, SpaceRef
+from confluence_pipeline.domain.models import PageRef, Source, SpaceRef, SyncLabels
 from confluence_pipeline.sync.ingestion import ingest_pages
 from confluence_pipeline.sync.reports import PageFailure, SpaceReport
 from confluence_pipeline.sync.targets import StoredSpace
@@ -29,6 +29,10 @@ class SpaceWork:
     pages: tuple[PageRef, ...]
     stored_count: int
     vanished: StoredSpace | None = None
+    mapping_key: str = ""  # the Dagster mapping key of this space's steps
+
+    def with_mapping_key(self, mapping_key: str) -> SpaceWork:
+        return replace(self, mapping_key=mapping_key)
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ class SpaceDiff:
     guard: str | None = None
     skipped: int = 0
     notes: tuple[str, ...] = field(default=())
-    requests: tuple[tuple[str, int], ...] = ()  # (system:route, count) of the diff stage
+    mapping_key: str = ""
 
     @property
     def has_writes(self) -> bool:
@@ -52,19 +56,19 @@ class SpaceDiff:
 
 
 def diff_space(
-    work: SpaceWork, confluence: ConfluenceClient, unique: UniqueClient, labels: tuple[str, str]
+    work: SpaceWork, confluence: ConfluenceClient, unique: UniqueClient, labels: SyncLabels, source: Source
 ) -> SpaceDiff:
     """Ask Unique what changed in this space and check the guards; writes nothing."""
     if work.vanished is not None:
-        return _diff_vanished_space(work, confluence, unique, labels)
+        return replace(_diff_vanished_space(work, confluence, unique, labels), mapping_key=work.mapping_key)
     space = work.space
     pages = work.pages
-    diff = unique.file_diff(partial_key(space), file_list(pages))
+    diff = unique.file_diff(partial_key(space), file_list(pages), source)
     plan = plan_space(space, pages, diff)
     submitted = {page.id for page in pages}
     existing = unique.ids_for_keys(plan.to_delete) if plan.to_delete else {}
     # Only keys that really exist under this space's prefix count: the server matches stored keys by
-    # substring, so its list may name items of other spaces (contract unique-ingestion §10.7).
+    # substring, so its list may name items of other spaces.
     prefix = f"{partial_key(space)}/"
     resolved = tuple(sorted(existing.items()))
     guard_diff = FileDiff(
@@ -89,11 +93,12 @@ def diff_space(
         delete_ids=resolved,
         guard=guard,
         notes=tuple(notes),
+        mapping_key=work.mapping_key,
     )
 
 
 def _diff_vanished_space(
-    work: SpaceWork, confluence: ConfluenceClient, unique: UniqueClient, labels: tuple[str, str]
+    work: SpaceWork, confluence: ConfluenceClient, unique: UniqueClient, labels: SyncLabels
 ) -> SpaceDiff:
     vanished = work.vanished
     assert vanished is not None
@@ -106,7 +111,7 @@ def _diff_vanished_space(
     confirming: int | None = 0
     if visible:
         try:
-            confirming = 1 if confluence.has_any(space_labelled_cql(labels[0], labels[1], space.key)) else 0
+            confirming = 1 if confluence.has_any(space_labelled_cql(labels.single, labels.subtree, space.key)) else 0
         except RemoteError as exc:
             log.warning("Confirming query for vanished space %s failed (%s); not cleaning up", space.key, exc)
             confirming = None
@@ -125,7 +130,8 @@ def write_space(
     unique: UniqueClient,
     *,
     scope_id: str | None,
-    sync_labels: Collection[str],
+    sync_labels: SyncLabels,
+    source: Source,
     concurrency: int,
     test_mode: bool,
 ) -> SpaceReport:
@@ -138,6 +144,7 @@ def write_space(
         skipped=diff.skipped,
         test_mode=test_mode,
         cleaned_up=diff.discovered == 0 and bool(diff.delete_ids),
+        mapping_key=diff.mapping_key,
     )
     if diff.guard is not None:
         raise GuardTripped("full-deletion", diff.space.key, diff.guard)  # the ops never get here; belt and braces
@@ -156,6 +163,7 @@ def write_space(
             new_ids=set(diff.to_create),
             scope_id=scope_id,
             sync_labels=sync_labels,
+            source=source,
             concurrency=concurrency,
         )
         report.new, report.updated = outcome.created, outcome.updated

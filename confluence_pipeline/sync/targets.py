@@ -9,11 +9,10 @@ from dataclasses import dataclass
 from confluence_pipeline.clients.unique import ScopeNode, UniqueClient
 from confluence_pipeline.domain.keys import parse_content_key, partial_key
 from confluence_pipeline.domain.models import SpaceRef
+from confluence_pipeline.domain.ownership import partial_key_of_scope, scope_external_id
 from confluence_pipeline.domain.scopes import scope_path
 
 log = logging.getLogger(__name__)
-
-EXTERNAL_ID_PREFIX = "confluence-pipeline:"
 
 
 @dataclass(frozen=True)
@@ -55,7 +54,7 @@ class TargetScopes:
 
     def external_id(self, space: SpaceRef) -> str:
         """Marks a space scope as ours, so a later run can find it when the space vanished."""
-        return f"{EXTERNAL_ID_PREFIX}{self.source_name}:{partial_key(space)}"
+        return scope_external_id(self.source_name, partial_key(space))
 
     # -- writes ---------------------------------------------------------------------------------
     def ensure(self, spaces: Collection[SpaceRef]) -> dict[str, str]:
@@ -105,8 +104,7 @@ class TargetScopes:
             level = [c for s in level for c in self.unique.find_scopes({"parentId": {"equals": s.id}})]
         for _ in range(_template_depth(self.template) - 1):
             level = [c for s in level for c in self.unique.find_scopes({"parentId": {"equals": s.id}})]
-        mark = f"{EXTERNAL_ID_PREFIX}{self.source_name}:"
-        return [s for s in level if s.external_id and s.external_id.startswith(mark)]
+        return [s for s in level if partial_key_of_scope(s.external_id, self.source_name) is not None]
 
     def stored_spaces(self, discovered: Iterable[SpaceRef], stored_counts: Mapping[str, int]) -> list[StoredSpace]:
         """Spaces Unique holds content of that are not among `discovered`.
@@ -129,9 +127,8 @@ class TargetScopes:
                 )
             return sorted(found.values(), key=lambda s: s.space_key)
         vanished: list[StoredSpace] = []
-        mark = f"{EXTERNAL_ID_PREFIX}{self.source_name}:"
         for scope in self._marked_space_scopes():
-            pk = (scope.external_id or "")[len(mark) :]
+            pk = partial_key_of_scope(scope.external_id, self.source_name) or ""
             parsed = parse_content_key(f"{pk}/0")
             if parsed is None or parsed.partial_key in known:
                 continue
@@ -147,9 +144,8 @@ class TargetScopes:
                 if parse_content_key(node.key) is not None:
                     return True
             return False
-        mark = f"{EXTERNAL_ID_PREFIX}{self.source_name}:"
         for scope in self._marked_space_scopes():
-            pk = (scope.external_id or "")[len(mark) :]
+            pk = partial_key_of_scope(scope.external_id, self.source_name) or ""
             if self.unique.count({"key": {"startsWith": f"{pk}/"}}) > 0:
                 return True
         return False

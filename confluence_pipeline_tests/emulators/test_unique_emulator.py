@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from confluence_sandbox.http import Fault
-from confluence_sandbox.unique import UniqueEmulator
+from confluence_sandbox.unique import UniqueEmulator, graphql_error_fault
 
 PROJECT_SCOPE = (
     "openid profile email urn:zitadel:iam:user:resourceowner urn:zitadel:iam:org:projects:roles "
@@ -415,6 +415,118 @@ def test_file_diff_rejects_non_json(emu: UniqueEmulator) -> None:
     assert response.status_code == 400
 
 
+def url_of(key: str, title: str = "Page") -> str:
+    return f"https://acme.atlassian.net/wiki/spaces/ENG/pages/{key}/{title}"
+
+
+def located(key: str, updated_at: str, title: str = "Page") -> dict[str, str]:
+    return {"key": key, "url": url_of(key, title), "updatedAt": updated_at}
+
+
+def test_file_diff_reports_a_fresh_item_at_a_new_url_as_moved(emu: UniqueEmulator) -> None:
+    scope = emu.store.add_scope("ENG")
+    finalized = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
+    for page in ("1", "2", "3", "4", "5"):
+        emu.store.seed_content(f"{PARTIAL_KEY}/{page}", owner_id=scope.id, finalized_at=finalized, url=url_of(page))
+    emu.store.seed_content(
+        f"{PARTIAL_KEY}/6", owner_id=scope.id, finalized_at=finalized, url=url_of("6")
+    ).finalized_at = None
+    emu.store.seed_content(f"{PARTIAL_KEY}/7", owner_id=scope.id, finalized_at=finalized)  # stored without a url
+
+    result = diff(
+        emu,
+        [
+            located("1", "2026-05-01T10:00:00Z"),  # same url, not newer: unchanged
+            located("2", "2026-05-01T09:00:00Z", title="Renamed"),  # new url, not newer: moved
+            located("3", "", title="Renamed"),  # new url, no time: moved
+            located("4", "2026-05-01T10:00:00.001Z", title="Renamed"),  # new url but newer: updated, not moved
+            located("5", "2026-05-01T10:00:00.001Z"),  # same url, newer: updated
+            located("6", "2020-01-01T00:00:00Z", title="Renamed"),  # never finalized: updated, not moved
+            located("7", "2020-01-01T00:00:00Z", title="Renamed"),  # nothing stored to compare with: unchanged
+        ],
+    )
+    assert result == {"newFiles": [], "updatedFiles": ["4", "5", "6"], "movedFiles": ["2", "3"], "deletedFiles": []}
+    (report,) = emu.file_diffs
+    assert report.moved == ("2", "3")
+    assert report.partial_key == PARTIAL_KEY
+    assert (report.source_kind, report.source_name) == ("ATLASSIAN_CONFLUENCE_CLOUD", "https://acme.atlassian.net")
+    assert emu.moved_keys_reported == [f"{PARTIAL_KEY}/2", f"{PARTIAL_KEY}/3"]
+
+
+def test_file_diff_move_names_every_stored_row_the_key_matched(emu: UniqueEmulator) -> None:
+    scope = emu.store.add_scope("ENG")
+    emu.store.seed_content("acme/98307_ENG/1", owner_id=scope.id, url=url_of("1"))
+    emu.store.seed_content("legacy/98307_ENG/1", owner_id=scope.id, url=url_of("1", "Old"))
+    assert diff(emu, [located("1", "")], partial_key="98307_ENG")["movedFiles"] == ["1"]
+    assert emu.moved_keys_reported == ["legacy/98307_ENG/1"]  # the row already at the submitted url did not move
+
+
+def test_file_diff_stops_reporting_a_move_once_the_url_is_stored(emu: UniqueEmulator) -> None:
+    registered = register(emu, CLUSTER_HEADERS, key=f"{PARTIAL_KEY}/9")
+    HTTP.put(registered["writeUrl"], content=b"x", headers={"x-ms-blob-type": "BlockBlob"})
+    registered["variables"]["input"]["url"] = url_of("9")
+    assert "errors" not in finalize(emu, CLUSTER_HEADERS, registered)
+    assert diff(emu, [located("9", "2000-01-01T00:00:00Z")])["movedFiles"] == []
+    assert diff(emu, [located("9", "2000-01-01T00:00:00Z", title="New")])["movedFiles"] == ["9"]
+    update = (
+        "mutation ContentUpdate($contentId: String!, $input: ContentUpdateInput!) "
+        "{ contentUpdate(contentId: $contentId, input: $input) { id } }"
+    )
+    variables = {"contentId": registered["id"], "input": {"url": url_of("9", "New")}}
+    assert (
+        "errors"
+        not in HTTP.post(
+            emu.graphql_url, json={"query": update, "variables": variables}, headers=CLUSTER_HEADERS
+        ).json()
+    )
+    assert diff(emu, [located("9", "2000-01-01T00:00:00Z", title="New")])["movedFiles"] == []
+    assert len(emu.file_diffs) == 3
+
+
+def test_file_diff_moves_can_be_switched_off(emu: UniqueEmulator) -> None:
+    scope = emu.store.add_scope("ENG")
+    emu.store.seed_content(f"{PARTIAL_KEY}/1", owner_id=scope.id, url=url_of("1"))
+    emu.report_moves = False
+    assert diff(emu, [located("1", "", title="Renamed")]) == {
+        "newFiles": [],
+        "updatedFiles": [],
+        "movedFiles": [],
+        "deletedFiles": [],
+    }
+    assert emu.moved_keys_reported == []
+    assert UniqueEmulator().report_moves is True
+
+
+def seed_two_sources(emu: UniqueEmulator) -> None:
+    scope = emu.store.add_scope("ENG")
+    cloud = {"source_kind": "ATLASSIAN_CONFLUENCE_CLOUD", "source_name": "https://acme.atlassian.net"}
+    other = {"source_kind": "MICROSOFT_365_SHAREPOINT", "source_name": "https://acme.sharepoint.com"}
+    emu.store.seed_content(f"{PARTIAL_KEY}/1", owner_id=scope.id, **cloud)
+    emu.store.seed_content(f"{PARTIAL_KEY}/2", owner_id=scope.id, **other)  # another connector's row
+    emu.store.seed_content("legacy/98307_ENG/3", owner_id=scope.id, **other)
+    emu.store.seed_content(
+        f"{PARTIAL_KEY}/4",
+        owner_id=scope.id,
+        source_kind="ATLASSIAN_CONFLUENCE_CLOUD",
+        source_name="https://other.atlassian.net",
+    )  # same kind, another site
+
+
+def test_file_diff_sees_every_source_by_default(emu: UniqueEmulator) -> None:
+    seed_two_sources(emu)
+    result = diff(emu, [item("1", ""), item("2", "")], partial_key="98307_ENG")
+    assert result == {"newFiles": [], "updatedFiles": [], "movedFiles": [], "deletedFiles": ["3", "4"]}
+    assert emu.store.sources()["legacy/98307_ENG/3"] == ("MICROSOFT_365_SHAREPOINT", "https://acme.sharepoint.com")
+
+
+def test_file_diff_can_filter_the_stored_set_by_source(emu: UniqueEmulator) -> None:
+    seed_two_sources(emu)
+    emu.file_diff_filters_by_source = True
+    result = diff(emu, [item("1", ""), item("2", "")], partial_key="98307_ENG")
+    assert result == {"newFiles": ["2"], "updatedFiles": [], "movedFiles": [], "deletedFiles": []}
+    assert UniqueEmulator().file_diff_filters_by_source is False
+
+
 # -- faults ---------------------------------------------------------------------------------
 def test_fault_429_with_retry_after_then_recovers(emu: UniqueEmulator) -> None:
     emu.faults.add(r"/file-diff$", Fault(429, {"Retry-After": "3"}, b'{"statusCode":429}'))
@@ -448,6 +560,90 @@ def test_fault_dropped_connection_on_blob_upload(emu: UniqueEmulator) -> None:
         HTTP.put(registered["writeUrl"], content=b"x", headers={"x-ms-blob-type": "BlockBlob"})
     assert emu.store.contents[registered["id"]].pending_upload is None
     assert HTTP.put(registered["writeUrl"], content=b"x", headers={"x-ms-blob-type": "BlockBlob"}).status_code == 201
+
+
+DELETE_BY_IDS = (
+    "mutation ContentDeleteByContentIds($contentIds: [String!]!) "
+    "{ contentDeleteByContentIds(contentIds: $contentIds) { id } }"
+)
+
+
+@pytest.mark.parametrize(("after_handler", "stored"), [(False, 0), (True, 1)])
+def test_fault_drop_before_or_after_the_registration_is_applied(
+    emu: UniqueEmulator, after_handler: bool, stored: int
+) -> None:
+    emu.store.add_scope("ENG")
+    emu.faults.add(r"/ingestion/graphql$", Fault(drop=True, after_handler=after_handler))
+    with pytest.raises(httpx.TransportError):
+        register(emu, CLUSTER_HEADERS)
+    assert len(emu.store.contents) == stored
+    (recorded,) = emu.requests_to(r"/ingestion/graphql$")
+    assert recorded.status is None
+    assert recorded.fault is not None and recorded.fault.after_handler is after_handler
+
+
+def test_fault_graphql_error_after_the_delete_went_through(emu: UniqueEmulator) -> None:
+    scope = emu.store.add_scope("ENG")
+    doomed = emu.store.seed_content(f"{PARTIAL_KEY}/1", owner_id=scope.id)
+    emu.faults.add(
+        r"/ingestion/graphql$", graphql_error_fault("Internal server error", path=["contentDeleteByContentIds"])
+    )
+    response = HTTP.post(
+        emu.graphql_url,
+        json={"query": DELETE_BY_IDS, "variables": {"contentIds": [doomed.id]}},
+        headers=CLUSTER_HEADERS,
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["data"] is None
+    assert body["errors"][0]["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+    assert body["errors"][0]["extensions"]["response"]["statusCode"] == 500
+    assert emu.store.contents == {}  # the client saw an error, yet the content is gone
+    assert emu.operations == {"ContentDeleteByContentIds": 1}
+
+
+def test_fault_scripted_status_before_the_handler_still_changes_nothing(emu: UniqueEmulator) -> None:
+    scope = emu.store.add_scope("ENG")
+    kept = emu.store.seed_content(f"{PARTIAL_KEY}/1", owner_id=scope.id)
+    emu.faults.add(r"/ingestion/graphql$", graphql_error_fault(http_status=500, after_handler=False))
+    response = HTTP.post(
+        emu.graphql_url, json={"query": DELETE_BY_IDS, "variables": {"contentIds": [kept.id]}}, headers=CLUSTER_HEADERS
+    )
+    assert response.status_code == 500
+    assert response.json()["errors"][0]["extensions"]["response"]["statusCode"] == 500
+    assert list(emu.store.contents) == [kept.id]
+    assert emu.operations == {}
+
+
+def test_fault_delay_after_the_upload_is_stored_outlasts_the_client(emu: UniqueEmulator) -> None:
+    registered = register(emu, CLUSTER_HEADERS)
+    slot = emu.store.uploads[httpx.URL(registered["writeUrl"]).params["key"]]
+    emu.faults.add(r"^/blob/upload$", Fault(delay=0.5, after_handler=True), method="PUT")
+    with pytest.raises(httpx.ReadTimeout):
+        HTTP.put(registered["writeUrl"], content=b"late", headers={"x-ms-blob-type": "BlockBlob"}, timeout=0.2)
+    assert slot.data == b"late"  # stored before the client gave up
+    assert "errors" not in finalize(emu, CLUSTER_HEADERS, registered)
+
+
+def test_fault_delay_before_the_handler_has_changed_nothing_when_the_client_gives_up(emu: UniqueEmulator) -> None:
+    registered = register(emu, CLUSTER_HEADERS)
+    slot = emu.store.uploads[httpx.URL(registered["writeUrl"]).params["key"]]
+    emu.faults.add(r"^/blob/upload$", Fault(delay=0.5), method="PUT")
+    with pytest.raises(httpx.ReadTimeout):
+        HTTP.put(registered["writeUrl"], content=b"late", headers={"x-ms-blob-type": "BlockBlob"}, timeout=0.2)
+    assert slot.data is None
+
+
+def test_fault_refusing_an_upload_unread_keeps_the_connection_usable(emu: UniqueEmulator) -> None:
+    registered = register(emu, CLUSTER_HEADERS)
+    emu.faults.add(r"^/blob/upload$", Fault(503, {}, b"busy"), method="PUT")
+    body = bytes(range(256)) * 4096  # 1 MiB the fault answers without reading
+    with httpx.Client(headers=CLUSTER_HEADERS) as client:
+        refused = client.put(registered["writeUrl"], content=body, headers={"x-ms-blob-type": "BlockBlob"})
+        assert refused.status_code == 503
+        assert client.post(emu.graphql_url, json=PING).status_code == 200
+        (recorded,) = emu.requests_to(r"^/blob/upload$")
+        assert recorded.body_length == len(body)
 
 
 # -- routing and CLI ------------------------------------------------------------------------

@@ -658,3 +658,101 @@ def test_metadata_scalar_values_are_stored_as_strings(emu: UniqueEmulator, http:
     metadata = emu.store.contents[content_id].metadata
     assert metadata == {"s": "x", "n": "7", "b": "true", "o": '{"a":[1,"ü"]}', "z": "null"}
     assert json.loads(metadata["o"]) == {"a": [1, "ü"]}
+
+
+# -- source, byte size, delete batches, metadata queries -----------------------------------
+def test_source_of_the_last_write_is_recorded(emu: UniqueEmulator, http: httpx.Client) -> None:
+    scope = emu.store.add_scope("ENG")
+    key = "acme/98307_ENG/123456"
+    content_id = ingest(emu, http, page_variables(scope.id))
+    assert emu.store.contents[content_id].source == ("ATLASSIAN_CONFLUENCE_CLOUD", BASE_URL)
+
+    onprem = {**page_variables(scope.id), "sourceKind": "ATLASSIAN_CONFLUENCE_ONPREM", "sourceName": "https://dc"}
+    registered = data(emu, http, CONTENT_UPSERT, onprem)["contentUpsert"]
+    assert emu.store.sources() == {key: ("ATLASSIAN_CONFLUENCE_CLOUD", BASE_URL)}  # a registration changes nothing
+    put_blob(http, registered["writeUrl"], PAGE_HTML)
+    finalized = data(emu, http, CONTENT_UPSERT, {**onprem, "fileUrl": registered["readUrl"]})["contentUpsert"]
+    assert finalized["source"] == {"kind": "ATLASSIAN_CONFLUENCE_ONPREM", "name": "https://dc"}
+    assert emu.store.sources() == {key: ("ATLASSIAN_CONFLUENCE_ONPREM", "https://dc")}
+
+
+def test_byte_size_declared_at_registration_is_checked_too(emu: UniqueEmulator, http: httpx.Client) -> None:
+    scope = emu.store.add_scope("ENG")
+    registered = data(emu, http, CONTENT_UPSERT, page_variables(scope.id, byteSize=1))["contentUpsert"]
+    put_blob(http, registered["writeUrl"], PAGE_HTML)
+    honest_finalize = {**page_variables(scope.id), "fileUrl": registered["readUrl"]}  # byteSize right this time
+    error = single_error(gql(emu, http, CONTENT_UPSERT, honest_finalize))
+    assert error["extensions"]["response"]["statusCode"] == 400
+    assert "byteSize 1" in error["message"]
+    assert emu.store.finalized_keys() == set()
+
+
+def test_byte_size_check_can_be_switched_off(emu: UniqueEmulator, http: httpx.Client) -> None:
+    emu.check_byte_size = False
+    scope = emu.store.add_scope("ENG")
+    variables = page_variables(scope.id, byteSize=len(PAGE_HTML) + 100)
+    content_id = ingest(emu, http, variables)
+    assert emu.store.contents[content_id].byte_size == len(PAGE_HTML)  # what arrived, not what was declared
+    assert UniqueEmulator(check_byte_size=False).check_byte_size is False
+    assert UniqueEmulator().check_byte_size is True
+
+
+def test_delete_batch_over_the_limit_is_refused_whole(emu: UniqueEmulator, http: httpx.Client) -> None:
+    eng = emu.store.add_scope("ENG")
+    ids = [emu.store.seed_content(f"acme/1_ENG/{i}", owner_id=eng.id).id for i in range(25)]
+    emu.max_delete_ids = 20
+
+    error = single_error(gql(emu, http, CONTENT_DELETE_BY_IDS, {"contentIds": ids[:21]}))
+    assert error["path"] == ["contentDeleteByContentIds"]
+    assert error["extensions"]["code"] == "BAD_REQUEST"
+    assert error["extensions"]["response"]["statusCode"] == 400
+    assert "20" in error["message"]
+    assert set(emu.store.contents) == set(ids)
+
+    deleted = data(emu, http, CONTENT_DELETE_BY_IDS, {"contentIds": ids[:20]})["contentDeleteByContentIds"]
+    assert [d["id"] for d in deleted] == ids[:20]
+
+
+def test_delete_batches_are_unlimited_by_default(emu: UniqueEmulator, http: httpx.Client) -> None:
+    eng = emu.store.add_scope("ENG")
+    ids = [emu.store.seed_content(f"acme/1_ENG/{i}", owner_id=eng.id).id for i in range(150)]
+    assert len(data(emu, http, CONTENT_DELETE_BY_IDS, {"contentIds": ids})["contentDeleteByContentIds"]) == 150
+    assert emu.store.contents == {}
+
+
+BY_SOURCE = {"path": ["confluenceSource"], "equals": "https://acme.atlassian.net"}
+
+
+def test_content_queries_combine_metadata_with_key_owner_and_id(emu: UniqueEmulator, http: httpx.Client) -> None:
+    eng, ops = emu.store.add_scope("ENG"), emu.store.add_scope("OPS")
+    mine = {"confluenceSource": BASE_URL, "spaceKey": "ENG"}
+    # Written the way the connector writes it: through ContentUpsert, so metadata is the stored flat-string map.
+    a = emu.store.contents[ingest(emu, http, page_variables(eng.id, key="acme/1_ENG/1", metadata=mine))]
+    b = emu.store.seed_content("acme/1_ENG/2", owner_id=eng.id, metadata={"confluenceSource": "https://other"})
+    c = emu.store.seed_content("acme/1_ENG/3", owner_id=eng.id)  # no metadata at all
+    d = emu.store.seed_content("acme/2_OPS/1", owner_id=ops.id, metadata=mine)
+    e = emu.store.seed_content("legacy/1_ENG/4", owner_id=eng.id, metadata=mine)
+    f = emu.store.seed_content("acme/1_ENG/5", owner_id=eng.id, metadata={"confluenceSource": json.dumps(BASE_URL)})
+    assert a.metadata == {"confluenceSource": BASE_URL, "spaceKey": "ENG"}
+
+    def ids(where: dict[str, Any]) -> list[str]:
+        result = data(emu, http, PAGINATED_CONTENT, {"skip": 0, "take": 100, "where": where})["paginatedContent"]
+        count = data(emu, http, PAGINATED_CONTENT_COUNT, {"where": where})["paginatedContent"]["totalCount"]
+        assert result["totalCount"] == count == len(result["nodes"])
+        return [n["id"] for n in result["nodes"]]
+
+    assert ids({"key": {"startsWith": "acme/1_ENG/"}, "metadata": BY_SOURCE}) == [a.id]
+    assert ids({"ownerId": {"equals": eng.id}, "metadata": BY_SOURCE}) == [a.id, e.id]
+    assert ids({"ownerId": {"equals": ops.id}, "metadata": BY_SOURCE}) == [d.id]
+    assert ids({"key": {"in": [a.key, d.key, c.key, "acme/1_ENG/missing"]}}) == [a.id, c.id, d.id]
+    assert ids({"key": {"in": [a.key, b.key, f.key]}, "metadata": BY_SOURCE}) == [a.id]
+    assert ids({"id": {"in": [a.id, b.id, d.id]}, "metadata": BY_SOURCE}) == [a.id, d.id]
+    everything = {
+        "key": {"startsWith": "acme/"},
+        "ownerId": {"equals": eng.id},
+        "id": {"in": [a.id, b.id, c.id, e.id]},
+        "metadata": BY_SOURCE,
+    }
+    assert ids(everything) == [a.id]
+    assert ids({"key": {"startsWith": "acme/1_ENG/"}, "metadata": {"path": ["confluenceSource"], "equals": "x"}}) == []
+    assert ids({"key": {"startsWith": "acme/1_ENG/"}, "metadata": {"path": ["missing"], "equals": BASE_URL}}) == []

@@ -8,27 +8,37 @@ from typing import Any
 import dagster as dg
 import pytest
 
+from confluence_pipeline.config.location import DEFAULT_SENSOR_INTERVAL_SECONDS as DEFAULT_INTERVAL_SECONDS
+from confluence_pipeline.config.location import load_location_settings
+from confluence_pipeline.config.settings import LoadTimeConfigurationError as SensorConfigurationError
+from confluence_pipeline.jobs.sync import confluence_sync
 from confluence_pipeline.resources import resources_from_env
 from confluence_pipeline.schedules import TRIGGER_TAG
-from confluence_pipeline.sensors import (
-    CHANGE_SENSOR_NAME,
-    DEFAULT_INTERVAL_SECONDS,
-    SensorConfigurationError,
-    build_change_sensor,
-    change_sensor_interval,
-)
-from confluence_pipeline_tests.operations.conftest import Sandbox, fake_run
+from confluence_pipeline.sensors import CHANGE_SENSOR_NAME
+from confluence_pipeline.sensors import build_change_sensor as build_from_settings
+from confluence_pipeline_tests.support import Sandbox, fake_run
 from confluence_sandbox.http import Fault
 
 NOW = datetime(2024, 5, 6, 10, 20, 30, tzinfo=UTC)
+
+
+def build_change_sensor(environ: dict[str, str], **kw: Any) -> dg.SensorDefinition:
+    return build_from_settings(load_location_settings(environ), confluence_sync, environ, **kw)
+
+
+def change_sensor_interval(environ: dict[str, str]) -> int:
+    return load_location_settings(environ).change_sensor_interval_seconds
+
+
 CURSOR = "2024-05-06T10:15:30Z"  # window starts at 10:14 UTC (cursor minute, one minute of overlap)
 SEARCH = r"/content/search$"
 
 
 def tick(box: Sandbox, cursor: str | None) -> Any:
     sensor = build_change_sensor(box.env, clock=lambda: NOW)
-    context = dg.build_sensor_context(cursor=cursor, instance=box.instance, resources=resources_from_env(box.env))
-    return sensor.evaluate_tick(context)
+    resources = resources_from_env(box.env)
+    with dg.build_sensor_context(cursor=cursor, instance=box.instance, resources=resources) as context:
+        return sensor.evaluate_tick(context)
 
 
 def searches(box: Sandbox) -> list[dict[str, str]]:
@@ -153,7 +163,11 @@ def test_skips_without_asking_confluence_while_a_sync_is_on_its_way(
             {"CONFLUENCE_TIMEZONE": "Atlantis/Capital", "CONFLUENCE_PAT": None},
             ["CONFLUENCE_TIMEZONE", "CONFLUENCE_PAT"],
         ),
-        ({"NODE_EXTRA_CA_CERTS": "/nonexistent/ca.pem"}, ["NODE_EXTRA_CA_CERTS"]),
+        # SSL_CERT_FILE/REQUESTS_CA_BUNDLE would replace the store (and make NODE_EXTRA_CA_CERTS moot): unset them.
+        (
+            {"NODE_EXTRA_CA_CERTS": "/nonexistent/ca.pem", "SSL_CERT_FILE": None, "REQUESTS_CA_BUNDLE": None},
+            ["NODE_EXTRA_CA_CERTS"],
+        ),
     ],
 )
 def test_bad_settings_skip_naming_the_variables(onprem: Sandbox, env: dict[str, str | None], named: list[str]) -> None:

@@ -9,8 +9,7 @@ import dagster as dg
 
 from confluence_pipeline.jobs.sync import confluence_sync
 from confluence_pipeline.resources import resources_from_env
-from confluence_pipeline_tests.operations.conftest import Sandbox, failure_text, stored_bytes
-from confluence_pipeline_tests.scenarios.conftest import PAT, ZITADEL_SECRET
+from confluence_pipeline_tests.support import PAT, ZITADEL_SECRET, Sandbox, failure_text, stored_bytes
 
 HEADER_SECRET = "hdr-Secret-Api-Key-7788"
 

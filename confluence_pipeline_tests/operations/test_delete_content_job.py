@@ -6,8 +6,8 @@ import dagster as dg
 import pytest
 
 from confluence_pipeline.jobs.delete_content import confluence_delete_content
-from confluence_pipeline.jobs.runtime import WRITER_TAG
-from confluence_pipeline_tests.operations.conftest import (
+from confluence_pipeline.jobs.writers import WRITER_TAG
+from confluence_pipeline_tests.support import (
     Sandbox,
     failure_text,
     fake_run,

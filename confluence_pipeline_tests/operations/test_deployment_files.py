@@ -20,7 +20,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from confluence_pipeline_tests.operations.conftest import REPO_ROOT
+from confluence_pipeline_tests.support import REPO_ROOT
 
 ENTRYPOINT = REPO_ROOT / "deploy" / "docker" / "entrypoint.sh"
 # The developer's shell must not configure the container under test.

@@ -9,10 +9,12 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from confluence_pipeline.alerts import AlertDeliveryError, build_failure_report, known_secrets
+from confluence_pipeline.alerts import AlertDeliveryError, build_failure_report
+from confluence_pipeline.config.location import load_location_settings
+from confluence_pipeline.config.settings import scrubber_for_variables
+from confluence_pipeline.jobs.sync import confluence_sync
 from confluence_pipeline.sensors import FAILURE_SENSOR_NAME, build_failure_sensor
-from confluence_pipeline_tests.operations.conftest import Sandbox, fake_run
-from confluence_pipeline_tests.scenarios.conftest import PAT, ZITADEL_SECRET
+from confluence_pipeline_tests.support import PAT, ZITADEL_SECRET, Sandbox, fake_run
 from confluence_sandbox.http import EmulatorServer, Fault, Request, Response
 
 HOOK_PATH = "/hooks/T0-hook-Secret-Path"  # chat webhook URLs carry their token in the path
@@ -40,7 +42,7 @@ def webhook() -> Iterator[WebhookReceiver]:
 
 def report_failure(box: Sandbox, result: dg.ExecuteInProcessResult) -> None:
     assert not result.success
-    sensor = build_failure_sensor(box.env)
+    sensor = build_failure_sensor(load_location_settings(box.env), [confluence_sync], scrubber_for_variables(box.env))
     context = dg.build_run_status_sensor_context(
         sensor_name=FAILURE_SENSOR_NAME,
         dagster_event=result.get_run_failure_event(),
@@ -148,10 +150,13 @@ def test_a_run_without_step_failures_reports_the_run_message_and_scrubs_secrets(
     run = fake_run(instance, dg.DagsterRunStatus.FAILURE)
     env = {"CONFLUENCE_PAT": PAT, "UNIQUE_SERVICE_EXTRA_HEADERS": json.dumps({"x-api-key": 'k3y-Value-"quoted'})}
 
-    report = build_failure_report(instance, run, f'worker crashed with {PAT} and k3y-Value-"quoted in memory', env)
+    scrubber = scrubber_for_variables(env)
+    message = f'worker crashed with {PAT} and k3y-Value-"quoted in memory'
+    report = build_failure_report(run, message, [], scrubber=scrubber)
 
     assert report.steps == ()
     assert "worker crashed" in report.summary()
     dumped = json.dumps(report.payload())
     assert PAT not in dumped and PAT not in report.summary() and "k3y-Value" not in dumped
-    assert known_secrets(env) == (PAT, 'k3y-Value-"quoted')  # longest first: no partial scrub of a longer secret
+    # Each secret is replaced whole: a shorter one never leaves part of a longer one behind.
+    assert scrubber.scrub(f'{PAT} k3y-Value-"quoted') == "*** ***"

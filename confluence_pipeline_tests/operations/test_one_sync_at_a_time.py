@@ -17,9 +17,8 @@ from dagster._core.test_utils import create_test_daemon_workspace_context
 from dagster._core.workspace.load_target import WorkspaceFileTarget
 from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
 
-from confluence_pipeline.jobs.runtime import WRITER_TAG
-from confluence_pipeline_tests.operations.conftest import REPO_ROOT, Sandbox, fake_run, stored_bytes
-from confluence_pipeline_tests.scenarios.conftest import PAT, ZITADEL_SECRET
+from confluence_pipeline.jobs.writers import WRITER_TAG
+from confluence_pipeline_tests.support import PAT, REPO_ROOT, ZITADEL_SECRET, Sandbox, fake_run, stored_bytes
 
 FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 DAGSTER = str(Path(sys.executable).with_name("dagster"))

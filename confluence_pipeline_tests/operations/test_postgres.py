@@ -23,7 +23,7 @@ import psycopg2
 import pytest
 import yaml
 
-from confluence_pipeline_tests.operations.conftest import REPO_ROOT, Sandbox, failure_text, fake_run
+from confluence_pipeline_tests.support import REPO_ROOT, Sandbox, failure_text, fake_run
 
 pytestmark = pytest.mark.postgres
 URL_VARIABLE = "CONFLUENCE_PIPELINE_TEST_PG_URL"

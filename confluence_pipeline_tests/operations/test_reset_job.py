@@ -7,8 +7,8 @@ import pytest
 
 from confluence_pipeline.clients.unique import DELETE_BATCH, UniqueClient
 from confluence_pipeline.jobs.reset import confluence_reset
-from confluence_pipeline.jobs.runtime import WRITER_TAG
-from confluence_pipeline_tests.operations.conftest import (
+from confluence_pipeline.jobs.writers import WRITER_TAG
+from confluence_pipeline_tests.support import (
     Sandbox,
     failure_text,
     fake_run,
@@ -162,7 +162,8 @@ def test_invalid_configuration_fails_before_any_request(onprem: Sandbox, scope_i
 
     assert not result.success
     text = failure_text(result)
-    assert "UNIQUE_INGESTION_URL_GRAPHQL" in text and "CONFLUENCE_INSTANCE_TYPE" in text
+    assert "UNIQUE_INGESTION_URL_GRAPHQL" in text
+    assert "CONFLUENCE_INSTANCE_TYPE" not in text  # a reset touches Unique only: Confluence settings do not matter
     assert onprem.unique.requests == []
 
 

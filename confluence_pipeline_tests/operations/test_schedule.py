@@ -5,14 +5,16 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from confluence_pipeline.schedules import (
-    DEFAULT_CRON,
-    SCHEDULE_NAME,
-    TRIGGER_TAG,
-    ScheduleConfigurationError,
-    build_sync_schedule,
-)
-from confluence_pipeline_tests.operations.conftest import fake_run
+from confluence_pipeline.config.location import DEFAULT_CRON, load_location_settings
+from confluence_pipeline.config.settings import LoadTimeConfigurationError as ScheduleConfigurationError
+from confluence_pipeline.jobs.sync import confluence_sync
+from confluence_pipeline.schedules import SCHEDULE_NAME, TRIGGER_TAG
+from confluence_pipeline.schedules import build_sync_schedule as build_from_settings
+from confluence_pipeline_tests.support import fake_run
+
+
+def build_sync_schedule(environ: dict[str, str]) -> dg.ScheduleDefinition:
+    return build_from_settings(load_location_settings(environ), confluence_sync)
 
 
 @pytest.mark.parametrize("environ", [{}, {"CRON_SCHEDULE": ""}, {"CRON_SCHEDULE": "   "}])

@@ -10,8 +10,15 @@ import pytest
 import trustme
 
 from confluence_pipeline.resources import ConfluenceResource, SyncOptionsResource, UniqueResource
-from confluence_pipeline_tests.operations.conftest import Sandbox, failure_text
-from confluence_pipeline_tests.scenarios.conftest import CLOUD_TOKEN, PASSWORD, PAT, ZITADEL_SECRET, base_env
+from confluence_pipeline_tests.support import (
+    CLOUD_TOKEN,
+    PASSWORD,
+    PAT,
+    ZITADEL_SECRET,
+    Sandbox,
+    base_env,
+    failure_text,
+)
 from confluence_sandbox.confluence import ConfluenceEmulator
 from confluence_sandbox.unique import UniqueEmulator
 
@@ -22,7 +29,7 @@ CA_VARIABLES = ("NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "H
 def tls(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[tuple[Sandbox, Path]]:
     """Confluence served over HTTPS with a certificate from a fresh private CA; returns the CA bundle path."""
     for resource in (ConfluenceResource, UniqueResource, SyncOptionsResource):
-        for name in resource.ENV_VARS.values():
+        for name in resource.variable_names():
             monkeypatch.delenv(name, raising=False)
     for name in CA_VARIABLES:
         monkeypatch.delenv(name, raising=False)

@@ -21,10 +21,11 @@ from hypothesis import strategies as st
 
 import confluence_pipeline.definitions as definitions_module
 from confluence_pipeline.clients.confluence import ConfluenceClient, build_confluence_client
+from confluence_pipeline.config.settings import ConfigurationError, load_settings
 from confluence_pipeline.domain.cql import is_quotable
-from confluence_pipeline.settings import ConfigurationError, load_settings
+from confluence_pipeline.domain.models import SyncLabels
 from confluence_pipeline.sync.discovery import discover_labelled
-from confluence_pipeline_tests.reliability.conftest import (
+from confluence_pipeline_tests.support import (
     Sandbox,
     expected_state,
     failure_text,
@@ -286,7 +287,7 @@ def test_hostile_labels_match_exactly_their_pages(
         if decoy.strip() and not any(ch.isspace() for ch in decoy) and is_quotable(decoy):
             wiki.add_page("ENG", f"decoy {n} {len(decoy)} {abs(hash(decoy))}", labels=[decoy])
 
-    pages, roots, _ = discover_labelled(client, single, ALL_LABEL)
+    pages, roots, _ = discover_labelled(client, SyncLabels(single, ALL_LABEL))
 
     expected = {p.id for p in wiki if p.space_key == "ENG" and (single in p.labels or ALL_LABEL in p.labels)}
     assert set(pages) == expected

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from confluence_pipeline_tests.reliability.conftest import (
+from confluence_pipeline_tests.support import (
     JSON,
     Sandbox,
     expected_state,

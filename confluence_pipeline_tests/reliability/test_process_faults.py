@@ -21,11 +21,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from confluence_pipeline.jobs import runtime
+from confluence_pipeline.jobs import writers as runtime
 from confluence_pipeline.jobs.sync import confluence_sync
 from confluence_pipeline.resources import resources_from_env
-from confluence_pipeline_tests.operations.conftest import fake_run
-from confluence_pipeline_tests.reliability.conftest import Sandbox, expected_state, failure_text, unique_state
+from confluence_pipeline_tests.support import Sandbox, expected_state, failure_text, fake_run, unique_state
 from confluence_sandbox.http import Fault, Request
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -18,14 +18,17 @@ import trustme
 
 from confluence_pipeline.jobs.sync import confluence_sync
 from confluence_pipeline.resources import resources_from_env
-from confluence_pipeline_tests.operations.conftest import stored_bytes
-from confluence_pipeline_tests.reliability.conftest import JSON, Sandbox, failure_text, unique_state
-from confluence_pipeline_tests.scenarios.conftest import (
+from confluence_pipeline_tests.support import (
     CLOUD_TOKEN,
+    JSON,
     PASSWORD,
     PAT,
     ZITADEL_SECRET,
+    Sandbox,
     base_env,
+    failure_text,
+    stored_bytes,
+    unique_state,
 )
 from confluence_sandbox.http import Fault, Request
 from confluence_sandbox.unique import UniqueEmulator

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from confluence_pipeline_tests.reliability.conftest import (
+from confluence_pipeline_tests.support import (
     JSON,
     Sandbox,
     StoredItem,
@@ -93,30 +93,51 @@ def test_token_endpoint_down_fails_before_any_write(onprem: Sandbox) -> None:
     _converges_after_faults_clear(onprem)
 
 
+def _expire_tokens_at_first_api_call(box: Sandbox, then: Callable[[], None] = lambda: None) -> None:
+    """The run's token stops being accepted when its first Unique API call arrives (then `then()` runs)."""
+    done: list[bool] = []
+
+    def expire(request: Request) -> bool:
+        if not done:
+            done.append(True)
+            box.unique.expire_tokens()
+            then()
+        return False  # a side effect only: the request itself is answered normally (and refused as expired)
+
+    box.unique.faults.add(r"^/ingestion/", Fault(500), when=expire, times=None)
+
+
 def test_token_endpoint_refusing_the_client_fails_before_any_write(onprem: Sandbox) -> None:
     before, *_ = _pending(onprem)
-    onprem.unique.expire_tokens()  # the cached token is refused, and the client credentials are revoked
+    # The run's token is refused, and the client credentials are revoked at the same moment.
+    revoked: list[bool] = []
     onprem.unique.faults.add(
-        r"/oauth/v2/token$", Fault(401, JSON, b'{"error":"invalid_client"}'), method="POST", times=None
+        r"/oauth/v2/token$",
+        Fault(401, JSON, b'{"error":"invalid_client"}'),
+        method="POST",
+        times=None,
+        when=lambda request: bool(revoked),
     )
+    _expire_tokens_at_first_api_call(onprem, then=lambda: revoked.append(True))
 
     text = _fails_before_any_write(onprem, before)
 
     assert "zitadel POST zitadel token: authentication or permission failure (HTTP 401)" in text
-    assert len(onprem.unique.requests_to(r"/oauth/v2/token$")) == 1  # an auth failure is not retried
+    assert len(onprem.unique.requests_to(r"/oauth/v2/token$")) == 2  # the run's token, then one refused refresh
     assert [r.status for r in onprem.unique.requests if r.path.startswith("/ingestion/")] == [401]
     _converges_after_faults_clear(onprem)
 
 
 def test_a_token_unique_no_longer_accepts_is_replaced_once_and_the_sync_converges(onprem: Sandbox) -> None:
     prepare_pending_changes(onprem)
-    onprem.unique.expire_tokens()  # the process still caches the first run's token
+    issued_before = onprem.unique.tokens_issued
+    _expire_tokens_at_first_api_call(onprem)  # the run's token goes stale under it
 
     onprem.run_sync()
 
     _assert_clean(onprem)
     refused = [r for r in onprem.unique.requests if r.status == 401]
-    assert len(refused) == 1 and onprem.unique.tokens_issued == 2
+    assert len(refused) == 1 and onprem.unique.tokens_issued == issued_before + 2
 
 
 # -- GraphQL errors: the page fails alone, previous content stays --------------------------------------------

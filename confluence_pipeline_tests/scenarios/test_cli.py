@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from confluence_pipeline_tests.scenarios.conftest import Sandbox
+from confluence_pipeline_tests.support import Sandbox
 from confluence_sandbox.http import Fault
 
 DAGSTER = str(Path(sys.executable).parent / "dagster")

@@ -8,8 +8,8 @@ import sys
 
 import dagster as dg
 
-from confluence_pipeline.jobs.runtime import WORKER_TAG, WRITER_TAG
-from confluence_pipeline_tests.scenarios.conftest import Sandbox, failure_text
+from confluence_pipeline.jobs.writers import WORKER_TAG, WRITER_TAG
+from confluence_pipeline_tests.support import Sandbox, failure_text
 
 
 def _started_sync(instance: dg.DagsterInstance, pid: int) -> dg.DagsterRun:

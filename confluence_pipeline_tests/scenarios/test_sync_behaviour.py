@@ -8,7 +8,7 @@ from urllib.parse import unquote
 import dagster as dg
 import pytest
 
-from confluence_pipeline_tests.scenarios.conftest import Sandbox, failure_text
+from confluence_pipeline_tests.support import Sandbox, failure_text
 from confluence_sandbox.http import Fault
 
 STORAGE_BODY = (

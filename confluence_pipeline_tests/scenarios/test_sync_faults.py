@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from urllib.parse import unquote
 
-from confluence_pipeline_tests.scenarios.conftest import Sandbox, failure_text
+from confluence_pipeline_tests.support import Sandbox, failure_text
 from confluence_sandbox.http import Fault
 
 JSON = {"Content-Type": "application/json"}

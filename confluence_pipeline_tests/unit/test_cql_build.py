@@ -7,10 +7,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from confluence_pipeline.domain.batches import batched
 from confluence_pipeline.domain.cql import (
     ANCESTOR_BATCH,
     BODY_BATCH,
-    batched,
     changed_since_cql,
     descendants_cql,
     discovery_cql,

@@ -8,7 +8,6 @@ import random
 import sys
 import threading
 
-import httpx
 import pytest
 
 from confluence_pipeline.clients.ratelimit import RateLimiter
@@ -152,27 +151,3 @@ def test_concurrent_callers_get_distinct_slots_of_the_same_schedule() -> None:
     assert sorted(got) == pytest.approx(expected)
     assert _max_in_window(sorted(got), 1.0) <= _burst_cap(per_minute)
     assert _max_in_window(sorted(got), 60.0) <= per_minute
-
-
-def test_http_apis_of_one_system_share_one_limiter_per_process() -> None:
-    """Every op opens its own clients: a fresh full bucket per op would break the per-second cap at op edges."""
-    from confluence_pipeline.clients.transport import HttpApi
-
-    first = HttpApi(system="confluence", base_url="https://wiki.example.test/rest/api/", per_minute=120)
-    second = HttpApi(system="confluence", base_url="https://wiki.example.test/rest/api", per_minute=120)
-    other_rate = HttpApi(system="confluence", base_url="https://wiki.example.test/rest/api", per_minute=60)
-    unlimited = [HttpApi(system="confluence", base_url="https://wiki.example.test/rest/api") for _ in range(2)]
-    injected = HttpApi(
-        system="confluence",
-        base_url="https://wiki.example.test/rest/api",
-        per_minute=120,
-        transport=httpx.MockTransport(lambda request: httpx.Response(200)),
-    )
-    try:
-        assert first.limiter is second.limiter
-        assert other_rate.limiter is not first.limiter
-        assert unlimited[0].limiter is not unlimited[1].limiter
-        assert injected.limiter is not first.limiter  # tests with their own transport keep their own pacing
-    finally:
-        for api in (first, second, other_rate, injected, *unlimited):
-            api.close()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from confluence_pipeline.config.settings import CloudSettings, ConfigurationError, load_settings
 from confluence_pipeline.domain.models import Platform
-from confluence_pipeline.settings import ConfigurationError, load_settings
 
 ONPREM = {
     "CONFLUENCE_INSTANCE_TYPE": "onprem",
@@ -34,7 +34,7 @@ def test_valid_onprem_settings_and_derived_urls() -> None:
     assert settings.unique.ingestion_base == "https://gw.example.com/ingestion"
     assert settings.unique.file_diff_url == "https://gw.example.com/ingestion/v2/content/file-diff"
     assert settings.confluence.tokens_per_minute == 250 and settings.unique.tokens_per_minute == 100
-    assert settings.unique.concurrency == 4 and settings.sync.failure_tolerance == 0
+    assert settings.unique.concurrency == 4 and settings.run.failure_tolerance == 0
     assert settings.unique.scope_id is None and settings.unique.scope_path_template == "/Confluence/{space_key}"
     assert "pat-value-123" not in repr(settings) and "zitadel-secret-xyz" not in repr(settings)
 
@@ -59,7 +59,8 @@ def test_cloud_api_root_site_or_gateway(cloud_id: str | None, api_root: str) -> 
     settings = load_settings(env)
     assert settings.confluence.api_root == api_root
     assert settings.confluence.web_base == "https://acme.atlassian.net/wiki"
-    assert settings.confluence.pat is None  # an OnPrem PAT left in the env is not used for Cloud
+    assert isinstance(settings.confluence, CloudSettings)  # an OnPrem PAT left in the env is not used for Cloud
+    assert "pat" not in type(settings.confluence).model_fields
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,7 @@ from confluence_pipeline.clients.errors import (
     UnexpectedResponse,
 )
 from confluence_pipeline.clients.transport import HttpApi, RequestCounter, RetryPolicy, parse_retry_after
+from confluence_pipeline.config.secrets import Scrubber
 from confluence_sandbox.http import EmulatorServer, Fault, Request, Response
 
 BASE = "https://wiki.example.test/rest/api"
@@ -434,7 +435,7 @@ def test_secrets_never_reach_errors_or_logs(
     harness: Callable[..., Harness], caplog: pytest.LogCaptureFixture, auth_kind: str
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    kw: dict[str, Any] = {"secrets": [CONFIGURED], "retry": RetryPolicy(attempts=2)}
+    kw: dict[str, Any] = {"scrubber": Scrubber([CONFIGURED]), "retry": RetryPolicy(attempts=2)}
     if auth_kind == "header":
         kw["headers"] = {"Authorization": f"Bearer {BEARER}"}
     else:
@@ -507,7 +508,9 @@ def test_errors_survive_pickling() -> None:
 
 def test_api_repr_and_context_manager_close_the_client() -> None:
     handler, _ = script(ok())
-    with HttpApi(system="unique", base_url=BASE, transport=httpx.MockTransport(handler), secrets=[BEARER]) as api:
+    with HttpApi(
+        system="unique", base_url=BASE, transport=httpx.MockTransport(handler), scrubber=Scrubber([BEARER])
+    ) as api:
         assert BEARER not in repr(api)
     with pytest.raises(RuntimeError):
         api._client.get("x")

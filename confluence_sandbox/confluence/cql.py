@@ -3,19 +3,21 @@ index-assisted evaluator over a `Wiki`."""
 
 from __future__ import annotations
 
+import calendar
 import functools
 import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Literal
 
 from lark import Lark, Token, Transformer
 from lark.exceptions import LarkError, VisitError
 
+from confluence_sandbox.confluence.attachments import Attachment
 from confluence_sandbox.confluence.wiki import Page, Wiki
 
 Platform = Literal["ONPREM", "CLOUD"]
@@ -49,7 +51,20 @@ KNOWN_TYPES = frozenset(
     {"page", "blogpost", "attachment", "comment", "folder", "whiteboard", "database", "embed", "space", "user"}
 )
 DC_SPACE_TYPES = frozenset({"global", "personal"})
-DATE_FUNCTIONS = frozenset({"now", "startofday", "endofday", "startofweek", "startofmonth", "startofyear"})
+DATE_FUNCTIONS = frozenset(
+    {
+        "now",
+        "startofday",
+        "endofday",
+        "startofweek",
+        "endofweek",
+        "startofmonth",
+        "endofmonth",
+        "startofyear",
+        "endofyear",
+    }
+)
+SearchOrder = Literal["id", "lastmodified_desc"]
 
 _DATE_FORMATS: tuple[tuple[re.Pattern[str], str, timedelta], ...] = (
     (re.compile(r"^\d{4}/\d{2}/\d{2} \d{2}:\d{2}$"), "%Y/%m/%d %H:%M", timedelta(minutes=1)),
@@ -134,6 +149,11 @@ class Query:
     def time_dependent(self) -> bool:
         """Queries calling now() & co. cannot be cached."""
         return any(isinstance(v, Call) for clause in _clauses(self.where) for v in clause.values)
+
+    @property
+    def uses_now(self) -> bool:
+        """Whether the query calls `now()`, which Cloud documents and Data Center may not accept."""
+        return any(isinstance(v, Call) and v.name == "now" for clause in _clauses(self.where) for v in clause.values)
 
 
 # -- parsing ----------------------------------------------------------------------------------
@@ -307,13 +327,19 @@ def _leftmost_is_negative(node: Node) -> bool:
 # -- evaluation -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SearchScope:
-    """What a search runs against. `unknown_space` decides between DC's 400 ("error") and Cloud's empty result."""
+    """What a search runs against. `unknown_space` decides between DC's 400 ("error") and Cloud's empty result.
+
+    `default_order` applies when the query has no ORDER BY. `include_hidden` keeps content the caller may not
+    view, for servers that apply view permissions only after cutting out a result page.
+    """
 
     wiki: Wiki
     platform: Platform = "ONPREM"
     timezone: tzinfo = UTC
     unknown_space: Literal["error", "empty"] = "error"
     now: datetime | None = None
+    default_order: SearchOrder = "id"
+    include_hidden: bool = False
 
 
 Predicate = Callable[[Page], bool]
@@ -325,20 +351,31 @@ class _Compiled:
     test: Predicate
 
 
-def evaluate(query: Query, scope: SearchScope) -> list[Page]:
-    """Visible, current content matching `query`, in `ORDER BY` order (id ascending by default)."""
+def evaluate(query: Query, scope: SearchScope) -> list[Page | Attachment]:
+    """Visible, current content (pages, blog posts, attachments) matching `query`, in `ORDER BY` order (else
+    `scope.default_order`, id ascending by default)."""
     wiki = scope.wiki
     with wiki.lock:
         compiled = _compile(query.where, scope)
         pool: Iterable[str] = compiled.candidates if compiled.candidates is not None else list(wiki.pages)
-        found: list[Page] = []
+        found: list[Page | Attachment] = []
         for page_id in pool:
             page = wiki.pages.get(page_id)
-            if page is None or page.status != "current" or not wiki.is_visible(page):
+            if page is None or page.status != "current":
+                continue
+            if not scope.include_hidden and not wiki.is_visible(page):
                 continue
             if compiled.test(page):
                 found.append(page)
-        found.sort(key=lambda p: int(p.id))
+        # The indexes hold pages only; attachments are few enough to test one by one.
+        found.extend(
+            a
+            for a in wiki.attachments.values()
+            if (scope.include_hidden or wiki.attachment_visible(a)) and a.status == "current" and compiled.test(a)
+        )
+        found.sort(key=_numeric_id)
+        if not query.order and scope.default_order == "lastmodified_desc":
+            found.sort(key=lambda p: p.when, reverse=True)
         for key in reversed(query.order):
             found.sort(key=_sort_key(key.field, wiki), reverse=key.descending)
         return found
@@ -355,7 +392,12 @@ def _sort_key(field: str, wiki: Wiki) -> Callable[[Page], object]:
         return lambda p: p.type
     if field == "space":
         return lambda p: p.space_key.lower()
-    return lambda p: int(p.id)
+    return _numeric_id
+
+
+def _numeric_id(content: Page | Attachment) -> int:
+    """Content ids share one sequence; an attachment's is the number after `att`."""
+    return int(content.numeric_id if isinstance(content, Attachment) else content.id)
 
 
 def _compile(node: Node, scope: SearchScope) -> _Compiled:
@@ -422,13 +464,15 @@ def _positive_clause(clause: Clause, scope: SearchScope) -> _Compiled:
         return _Compiled(None, lambda p: p.type in types)
     if field in ("id", "content"):
         ids = set(_texts(clause))
-        return _Compiled(ids, lambda p: p.id in ids)
+        return _Compiled(ids, lambda p: str(_numeric_id(p)) in ids)
     if field == "ancestor":
         ids = set()
         for root in _texts(clause):
             if root in wiki.pages:
                 ids.update(wiki.descendant_ids(root))
-        return _Compiled(ids, lambda p: p.id in ids)
+        # An attachment sits below its container, so the container's ancestors and the container are its own.
+        containers = ids | set(_texts(clause))
+        return _Compiled(ids, lambda p: p.container.id in containers if isinstance(p, Attachment) else p.id in ids)
     if field == "parent":
         ids = set()
         for parent in _texts(clause):
@@ -436,8 +480,9 @@ def _positive_clause(clause: Clause, scope: SearchScope) -> _Compiled:
                 ids.update(wiki.child_ids(parent))
         return _Compiled(ids, lambda p: p.id in ids)
     if field == "container":
-        # Only attachments and comments have a content container, and the emulator has neither.
-        return _Compiled(set(), lambda p: False)
+        # Only attachments (and comments, which the emulator lacks) have a content container; pages never match.
+        ids = set(_texts(clause))
+        return _Compiled(set(), lambda p: isinstance(p, Attachment) and p.container.id in ids)
     if field == "title":
         if clause.op in TEXT_OPS:
             return _Compiled(None, _text_match(clause, lambda p: p.title))
@@ -492,40 +537,62 @@ def _instant(value: Operand, scope: SearchScope, clause: Clause) -> tuple[dateti
     if isinstance(value, Value):
         naive, resolution = parse_date_literal(clause.field, value.text)
         return naive.replace(tzinfo=scope.timezone).astimezone(UTC), resolution
-    now = (scope.now or datetime.now(UTC)).astimezone(scope.timezone)
+    zone = scope.timezone
+    now = (scope.now or datetime.now(UTC)).astimezone(zone)
+    # The increment moves the boundary, not the reference time: startOfMonth("+14d") is the 15th of this month.
+    moment = now if value.name == "now" else _boundary(value.name, now.replace(tzinfo=None)).replace(tzinfo=zone)
     if value.args:
-        now = _shift(now, value.args[0].text)
-    local = now.replace(tzinfo=None)
-    if value.name == "now":
-        return now.astimezone(UTC), timedelta(minutes=1)
+        moment = _shift(moment, value.args[0].text)
+    return moment.astimezone(UTC), timedelta(minutes=1)
+
+
+def _boundary(name: str, local: datetime) -> datetime:
+    """The start or end of the server-local day, week (Sunday first), month or year around `local` (naive)."""
     day = datetime.combine(local.date(), datetime.min.time())
-    if value.name == "startofday":
-        base = day
-    elif value.name == "endofday":
-        base = day + timedelta(days=1) - timedelta(milliseconds=1)
-    elif value.name == "startofweek":
-        base = day - timedelta(days=(local.weekday() + 1) % 7)  # Confluence weeks start on Sunday
-    elif value.name == "startofmonth":
-        base = datetime.combine(date(local.year, local.month, 1), datetime.min.time())
-    else:
-        base = datetime.combine(date(local.year, 1, 1), datetime.min.time())
-    return base.replace(tzinfo=scope.timezone).astimezone(UTC), timedelta(minutes=1)
+    last_ms = timedelta(milliseconds=1)
+    week = day - timedelta(days=(local.weekday() + 1) % 7)  # Confluence weeks start on Sunday
+    month = day.replace(day=1)
+    year = day.replace(month=1, day=1)
+    boundaries = {
+        "startofday": day,
+        "endofday": day + timedelta(days=1) - last_ms,
+        "startofweek": week,
+        "endofweek": week + timedelta(days=7) - last_ms,
+        "startofmonth": month,
+        "endofmonth": _add_months(month, 1) - last_ms,
+        "startofyear": year,
+        "endofyear": year.replace(year=year.year + 1) - last_ms,
+    }
+    return boundaries[name]
 
 
 def _shift(moment: datetime, offset: str) -> datetime:
+    """Calendar units move the local wall clock (a day stays a day across DST); hours and minutes move the instant."""
     match = _OFFSET.match(offset)
     if match is None:  # pragma: no cover - validated at parse time
         return moment
     sign = -1 if match.group(1) == "-" else 1
     amount = int(match.group(2)) * sign
     unit = match.group(3)
+    if unit in ("h", "m"):
+        step = timedelta(hours=1) if unit == "h" else timedelta(minutes=1)
+        return (moment.astimezone(UTC) + step * amount).astimezone(moment.tzinfo)
+    zone = moment.tzinfo
+    local = moment.replace(tzinfo=None)
     if unit == "y":
-        return moment.replace(year=moment.year + amount)
-    if unit == "M":
-        months = moment.month - 1 + amount
-        return moment.replace(year=moment.year + months // 12, month=months % 12 + 1)
-    deltas = {"w": timedelta(weeks=1), "d": timedelta(days=1), "h": timedelta(hours=1), "m": timedelta(minutes=1)}
-    return moment + deltas[unit] * amount
+        local = _add_months(local, 12 * amount)
+    elif unit == "M":
+        local = _add_months(local, amount)
+    else:
+        local += (timedelta(weeks=1) if unit == "w" else timedelta(days=1)) * amount
+    return local.replace(tzinfo=zone)
+
+
+def _add_months(moment: datetime, months: int) -> datetime:
+    """Month arithmetic that clamps the day, as Java's Calendar does (31 May - 1M = 30 April)."""
+    index = moment.month - 1 + months
+    year, month = moment.year + index // 12, index % 12 + 1
+    return moment.replace(year=year, month=month, day=min(moment.day, calendar.monthrange(year, month)[1]))
 
 
 class SearchCache:
@@ -538,14 +605,23 @@ class SearchCache:
     def __init__(self, size: int = 64) -> None:
         self._size = size
         self._lock = threading.Lock()
-        self._entries: OrderedDict[tuple[object, ...], list[Page]] = OrderedDict()
+        self._entries: OrderedDict[tuple[object, ...], list[Page | Attachment]] = OrderedDict()
 
-    def search(self, query: Query, scope: SearchScope) -> list[Page]:
+    def search(self, query: Query, scope: SearchScope) -> list[Page | Attachment]:
         wiki = scope.wiki
         with wiki.lock:
             if query.time_dependent:
                 return evaluate(query, scope)
-            key = (query.text, scope.platform, str(scope.timezone), scope.unknown_space, wiki.revision, id(wiki))
+            key = (
+                query.text,
+                scope.platform,
+                str(scope.timezone),
+                scope.unknown_space,
+                scope.default_order,
+                scope.include_hidden,
+                wiki.revision,
+                id(wiki),
+            )
             with self._lock:
                 cached = self._entries.get(key)
                 if cached is not None:

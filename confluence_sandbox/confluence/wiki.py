@@ -6,6 +6,9 @@ import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from confluence_sandbox.confluence.attachments import WikiAttachments
 
 SPACE_TYPES = frozenset({"global", "personal", "collaboration", "knowledge_base"})
 CONTENT_TYPES = frozenset({"page", "blogpost"})
@@ -24,6 +27,18 @@ def to_millis(when: datetime) -> datetime:
 
 def _now() -> datetime:
     return to_millis(datetime.now(UTC))
+
+
+class SpaceKeyRenameError(ValueError):
+    """Raised when a space key is renamed on a wiki served as Data Center, which has no way to change a key."""
+
+    def __init__(self, old_key: str, new_key: str) -> None:
+        super().__init__(
+            f"cannot rename space {old_key!r} to {new_key!r}: Confluence Data Center cannot change a space key "
+            "(only Cloud can); delete the space and add it again under the new key instead"
+        )
+        self.old_key = old_key
+        self.new_key = new_key
 
 
 @dataclass
@@ -69,14 +84,15 @@ class Page:
         return chain
 
 
-class Wiki:
+class Wiki(WikiAttachments):
     """Thread-safe state; every mutation bumps `revision`, which lets the server cache search results.
 
     Visibility follows Confluence: view restrictions inherit, so a hidden page hides its whole subtree,
-    and a hidden space hides all its content.
+    and a hidden space hides all its content. Attachments: see `WikiAttachments`.
     """
 
     def __init__(self) -> None:
+        super().__init__()
         self.lock = threading.RLock()
         self.pages: dict[str, Page] = {}
         self.spaces: dict[str, Space] = {}
@@ -91,6 +107,8 @@ class Wiki:
         self._children: dict[str, set[str]] = {}
         self._by_title: dict[str, set[str]] = {}
         self._hidden_pages: set[str] = set()
+        # The platform serving this wiki (the emulator sets it); Data Center refuses to rename space keys.
+        self.platform: Literal["ONPREM", "CLOUD"] | None = None
 
     # -- spaces ----------------------------------------------------------------------------
     def add_space(self, key: str, name: str, type: str = "global", space_id: int | None = None) -> Space:  # noqa: A002
@@ -99,12 +117,7 @@ class Wiki:
         with self.lock:
             if self.find_space(key) is not None:
                 raise ValueError(f"space {key!r} already exists")
-            if space_id is None:
-                space_id = self._next_space_id
-            if any(s.id == space_id for s in self.spaces.values()):
-                raise ValueError(f"space id {space_id} already in use")
-            self._next_space_id = max(self._next_space_id, space_id + 1)
-            space = Space(key=key, name=name, type=type, id=space_id)
+            space = Space(key=key, name=name, type=type, id=self._take_space_id(space_id))
             self.spaces[key] = space
             self._by_space[key] = set()
             self._touch()
@@ -137,7 +150,7 @@ class Wiki:
             self._touch()
 
     def delete_space(self, key: str) -> None:
-        """Removes the space and everything in it."""
+        """Removes the space and everything in it. The key is free again; `add_space` with it hands out a new id."""
         with self.lock:
             space = self._space(key)
             for page_id in list(self._by_space.get(space.key, ())):
@@ -145,6 +158,39 @@ class Wiki:
             del self.spaces[space.key]
             self._by_space.pop(space.key, None)
             self._touch()
+
+    def reassign_space_id(self, key: str, space_id: int | None = None) -> Space:
+        """An XML restore or a site migration: the space comes back under a new id (the next free one unless
+        `space_id` is given) with the same key, pages and page ids."""
+        with self.lock:
+            space = self._space(key)
+            space.id = self._take_space_id(space_id)
+            self._touch()
+            return space
+
+    def rename_space(self, old_key: str, new_key: str) -> Space:
+        """Cloud's "change space key": same id, the content follows, and the old key no longer resolves.
+
+        Raises `SpaceKeyRenameError` when the wiki is served as Data Center (`platform == "ONPREM"`).
+        """
+        with self.lock:
+            if self.platform == "ONPREM":
+                raise SpaceKeyRenameError(old_key, new_key)
+            space = self._space(old_key)
+            if not new_key or any(ch.isspace() for ch in new_key):
+                raise ValueError(f"invalid space key {new_key!r}")
+            other = self.find_space(new_key)
+            if other is not None and other is not space:
+                raise ValueError(f"space {new_key!r} already exists")
+            page_ids = self._by_space.pop(space.key, set())
+            del self.spaces[space.key]
+            space.key = new_key
+            self.spaces[new_key] = space
+            self._by_space[new_key] = page_ids
+            for page_id in page_ids:
+                self.pages[page_id].space_key = new_key
+            self._touch()
+            return space
 
     # -- pages -----------------------------------------------------------------------------
     def add_page(
@@ -378,6 +424,15 @@ class Wiki:
     # -- internals -------------------------------------------------------------------------
     def _touch(self) -> None:
         self.revision += 1
+
+    def _take_space_id(self, space_id: int | None) -> int:
+        """Ids only grow, as in Confluence: a deleted space's id is not handed out again unless asked for."""
+        if space_id is None:
+            space_id = self._next_space_id
+        if any(s.id == space_id for s in self.spaces.values()):
+            raise ValueError(f"space id {space_id} already in use")
+        self._next_space_id = max(self._next_space_id, space_id + 1)
+        return space_id
 
     def _space(self, key: str) -> Space:
         space = self.find_space(key)

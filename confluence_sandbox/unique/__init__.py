@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
-from confluence_sandbox.unique.server import UniqueEmulator
+from confluence_sandbox.unique.server import UniqueEmulator, graphql_error_fault
 from confluence_sandbox.unique.store import (
+    FileDiffReport,
     ScopeAccess,
     StoredContent,
     StoredScope,
+    SubmittedFile,
     UniqueApiError,
     UniqueStore,
     UploadSlot,
 )
 
 __all__ = [
+    "FileDiffReport",
     "ScopeAccess",
     "StoredContent",
     "StoredScope",
+    "SubmittedFile",
     "UniqueApiError",
     "UniqueEmulator",
     "UniqueStore",
     "UploadSlot",
+    "graphql_error_fault",
 ]

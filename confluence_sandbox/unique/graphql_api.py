@@ -45,6 +45,8 @@ class GraphQLContext:
     blob_upload_url: str  # writeUrls are this plus `?key=`
     user_id: str
     company_id: str
+    check_byte_size: bool = True
+    max_delete_ids: int | None = None
 
 
 # -- scalars -------------------------------------------------------------------------------
@@ -71,7 +73,7 @@ def _parse_datetime_literal(node: ValueNode, _variables: Any = None) -> datetime
 
 # -- node shapes ---------------------------------------------------------------------------
 def _content_node(content: StoredContent, slot: UploadSlot | None = None, blob_upload_url: str = "") -> dict[str, Any]:
-    stored_at = content.finalized_at if content.store_internally and content.data is not None else None
+    stored_at = content.finalized_at if content.store_internally and content.sha256 is not None else None
     return {
         "id": content.id,
         "key": content.key,
@@ -180,12 +182,16 @@ def _resolve_content_upsert(
     if fileUrl is None:
         content, slot = ctx.store.register_content(fields)
     else:
-        content, slot = ctx.store.finalize_content(fileUrl, fields)
+        content, slot = ctx.store.finalize_content(fileUrl, fields, check_byte_size=ctx.check_byte_size)
     return _content_node(content, slot, ctx.blob_upload_url)
 
 
 def _resolve_delete_by_ids(_root: Any, info: GraphQLResolveInfo, contentIds: list[str]) -> list[dict[str, Any]]:
-    return [_content_node(c) for c in _ctx(info).store.delete_contents(contentIds)]
+    ctx = _ctx(info)
+    if ctx.max_delete_ids is not None and len(contentIds) > ctx.max_delete_ids:
+        # Refused as a whole, like a DTO validation error: nothing of the batch is deleted.
+        raise UniqueApiError(400, f"contentIds must contain no more than {ctx.max_delete_ids} elements")
+    return [_content_node(c) for c in ctx.store.delete_contents(contentIds)]
 
 
 def _resolve_content_delete(_root: Any, info: GraphQLResolveInfo, id: str) -> bool:  # noqa: A002

@@ -1,19 +1,22 @@
-"""HTTP face of the Unique emulator: Zitadel token, ingestion GraphQL, file-diff and the two upload routes."""
+"""HTTP face of the Unique emulator: Zitadel token, ingestion GraphQL, file-diff, uploads and content downloads."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
+import re
 import secrets
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from confluence_sandbox.http import EmulatorServer, Request, Response
+from confluence_sandbox.http import EmulatorServer, Fault, Request, Response
 from confluence_sandbox.unique.graphql_api import (
     GraphQLContext,
     error_entry,
@@ -23,7 +26,7 @@ from confluence_sandbox.unique.graphql_api import (
     parse_document,
     run_document,
 )
-from confluence_sandbox.unique.store import UniqueStore
+from confluence_sandbox.unique.store import FileDiffReport, SubmittedFile, UniqueStore
 
 AUTH_MODES = ("external", "cluster_local", "any")
 TOKEN_PATH = "/oauth/v2/token"
@@ -32,6 +35,8 @@ SCOPE_MANAGEMENT_GRAPHQL_PATH = "/scope-management/graphql"
 FILE_DIFF_PATH = "/ingestion/v2/content/file-diff"
 SCOPED_UPLOAD_PATH = "/ingestion/scoped/upload"
 BLOB_UPLOAD_PATH = "/blob/upload"
+CONTENT_PATH = "/ingestion/v1/content"
+CONTENT_FILE_PATH = re.compile(r"^/ingestion/v1/content/([^/]+)/file$")
 
 
 def _nest_error(status: int, message: str, error: str) -> Response:
@@ -45,8 +50,46 @@ def _unauthorized() -> Response:
     return response
 
 
+def graphql_error_fault(
+    message: str = "Internal server error",
+    *,
+    status_code: int = 500,
+    code: str = "INTERNAL_SERVER_ERROR",
+    path: list[str | int] | None = None,
+    http_status: int = 200,
+    after_handler: bool = True,
+) -> Fault:
+    """A fault whose answer is a GraphQL error in the contract's shape; by default the mutation still happens."""
+    body = error_response([error_entry(message, status_code, code, path)])
+    return Fault(
+        status=http_status,
+        headers={"Content-Type": "application/json"},
+        body=json.dumps(body).encode("utf-8"),
+        after_handler=after_handler,
+    )
+
+
 class UniqueEmulator(EmulatorServer):
-    """A fake of Unique's ingestion side (contract unique-ingestion.md), backed by a `UniqueStore`."""
+    """A fake of Unique's ingestion side (contract unique-ingestion.md), backed by a `UniqueStore`.
+
+    Knobs (constructor keywords, also plain attributes a test may change while the server runs):
+
+    - `report_moves` (True): file-diff lists a submitted key in `movedFiles` when a stored row
+      matches it, is not stale, and was stored with a different `url`. Off, such keys are unchanged.
+    - `file_diff_filters_by_source` (False): file-diff only considers stored rows written with the
+      request's `sourceKind`/`sourceName`. Off, every stored key containing `partialKey` counts, so a
+      diff may name rows another connector wrote.
+    - `max_delete_ids` (None): `contentDeleteByContentIds` with more ids is a 400 GraphQL error and
+      deletes nothing.
+    - `keep_upload_bytes` (True): off, uploads keep only their length and SHA-256 (`UploadSlot`,
+      `StoredContent.byte_size`/`sha256`), so large-file tests do not hold the file in memory.
+    - `check_byte_size` (True): a finalize whose upload length differs from the byteSize declared
+      at registration or finalize is a 400. On by default because the emulator always checked it.
+    - `scoped_upload_requires_auth` (True): the cluster-local upload route demands the auth headers.
+
+    What tests read: `store`, `requests`, `operations` (GraphQL operations by name), `file_diffs`
+    (every file-diff answer) and `moved_keys_reported`.
+    """
 
     name = "unique-emulator"
 
@@ -62,6 +105,11 @@ class UniqueEmulator(EmulatorServer):
         auth_mode: str = "any",
         host: str = "127.0.0.1",
         port: int = 0,
+        report_moves: bool = True,
+        file_diff_filters_by_source: bool = False,
+        max_delete_ids: int | None = None,
+        keep_upload_bytes: bool = True,
+        check_byte_size: bool = True,
     ) -> None:
         super().__init__(host, port)
         self.client_id = client_id
@@ -73,11 +121,17 @@ class UniqueEmulator(EmulatorServer):
         self.auth_mode = auth_mode
         # The contract says CC sends no auth on uploads; we demand it on the cluster-local route unless told not to.
         self.scoped_upload_requires_auth = True
+        self.report_moves = report_moves
+        self.file_diff_filters_by_source = file_diff_filters_by_source
+        self.max_delete_ids = max_delete_ids
+        self.keep_upload_bytes = keep_upload_bytes
+        self.check_byte_size = check_byte_size
         self.clock: Callable[[], float] = time.monotonic  # token expiry clock; tests may replace it
         self.store = UniqueStore()
         self.operations: Counter[str] = Counter()
         self.tokens_issued = 0
         self._tokens: dict[str, float] = {}  # token -> expiry on `clock`
+        self._file_diffs: list[FileDiffReport] = []
         self._state_lock = threading.Lock()
 
     def __enter__(self) -> UniqueEmulator:
@@ -105,7 +159,11 @@ class UniqueEmulator(EmulatorServer):
 
     @property
     def ingestion_url(self) -> str:
-        return f"{self.url}/ingestion/v1/content"
+        return f"{self.url}{CONTENT_PATH}"
+
+    def content_file_url(self, content_id: str) -> str:
+        """Where a finalized content's bytes are served (GET, with the same auth as GraphQL)."""
+        return f"{self.url}{CONTENT_PATH}/{content_id}/file"
 
     @property
     def file_diff_url(self) -> str:
@@ -128,6 +186,20 @@ class UniqueEmulator(EmulatorServer):
         with self._state_lock:
             self.operations.clear()
 
+    @property
+    def file_diffs(self) -> list[FileDiffReport]:
+        """Every file-diff answered so far, oldest first."""
+        with self._state_lock:
+            return list(self._file_diffs)
+
+    @property
+    def moved_keys_reported(self) -> list[str]:
+        """Full stored keys of the rows any file-diff so far reported as moved, in order (repeats kept)."""
+        return [key for report in self.file_diffs for key in report.moved_stored_keys]
+
+    def streams_body(self, method: str, path: str) -> bool:
+        return method == "PUT" and path in (SCOPED_UPLOAD_PATH, BLOB_UPLOAD_PATH)
+
     # -- dispatch --------------------------------------------------------------------------
     def handle(self, request: Request) -> Response:
         routes: dict[str, tuple[str, Callable[[Request], Response]]] = {
@@ -140,6 +212,11 @@ class UniqueEmulator(EmulatorServer):
         }
         if request.path == "/" and request.method == "GET":
             return Response.json(self.describe())
+        content_file = CONTENT_FILE_PATH.match(request.path)
+        if content_file is not None:
+            if request.method != "GET":
+                return _nest_error(405, f"Cannot {request.method} {request.path}", "Method Not Allowed")
+            return self._content_file(request, content_file.group(1))
         route = routes.get(request.path)
         if route is None:
             return _nest_error(404, f"Cannot {request.method} {request.path}", "Not Found")
@@ -245,6 +322,8 @@ class UniqueEmulator(EmulatorServer):
             blob_upload_url=f"{self._public_base(request)}{BLOB_UPLOAD_PATH}",
             user_id=self.user_id,
             company_id=self.company_id,
+            check_byte_size=self.check_byte_size,
+            max_delete_ids=self.max_delete_ids,
         )
         return Response.json(run_document(document, variables, operation_name, context))
 
@@ -264,7 +343,17 @@ class UniqueEmulator(EmulatorServer):
         problem, submitted, partial_key = _parse_file_diff(payload)
         if problem:
             return _nest_error(400, problem, "Bad Request")
-        return Response.json(self.store.file_diff(partial_key, submitted))
+        report = self.store.file_diff(
+            partial_key,
+            submitted,
+            source_kind=payload["sourceKind"],
+            source_name=payload["sourceName"],
+            report_moves=self.report_moves,
+            filter_by_source=self.file_diff_filters_by_source,
+        )
+        with self._state_lock:
+            self._file_diffs.append(report)
+        return Response.json(report.response())
 
     # -- uploads ---------------------------------------------------------------------------
     def _blob_upload(self, request: Request) -> Response:
@@ -285,9 +374,43 @@ class UniqueEmulator(EmulatorServer):
         if not write_key:
             return _nest_error(400, "Query parameter key is required", "Bad Request")
         content_type = request.headers.get("x-ms-blob-content-type") or request.headers.get("content-type")
-        if self.store.record_upload(write_key, request.body, content_type) is None:
+        # Hash while reading so that, with keep_upload_bytes off, a large upload never sits in memory.
+        digest = hashlib.sha256()
+        kept: list[bytes] | None = [] if self.keep_upload_bytes else None
+        length = 0
+        for piece in request.stream.chunks() if request.stream is not None else [request.body]:
+            digest.update(piece)
+            length += len(piece)
+            if kept is not None:
+                kept.append(piece)
+        slot = self.store.record_upload(
+            write_key,
+            b"".join(kept) if kept is not None else None,
+            content_type,
+            length=length,
+            sha256=digest.hexdigest(),
+        )
+        if slot is None:
             return _nest_error(404, "Unknown or expired upload key", "Not Found")
         return Response(201, b"", {"ETag": f'"0x{secrets.token_hex(8).upper()}"'})
+
+    # -- downloads -------------------------------------------------------------------------
+    def _content_file(self, request: Request, content_id: str) -> Response:
+        """The finalized bytes of one content, with its mime type (what Unique's `/content/{id}/file` serves)."""
+        if not self._authorized(request):
+            return _unauthorized()
+        with self.store.lock:
+            content = self.store.contents.get(content_id)
+            finalized = content is not None and content.finalized_at is not None
+            data = content.data if content is not None else None
+            mime_type = content.mime_type if content is not None else ""
+        if not finalized:
+            return _nest_error(404, f"Content {content_id} not found or not ingested yet", "Not Found")
+        if data is None:
+            return _nest_error(
+                501, "The emulator kept no bytes for this content (keep_upload_bytes is off)", "Not Implemented"
+            )
+        return Response(200, data, {"Content-Type": mime_type})
 
 
 def _azure_error(status: int, code: str, message: str) -> Response:
@@ -295,8 +418,8 @@ def _azure_error(status: int, code: str, message: str) -> Response:
     return Response(status, body.encode(), {"Content-Type": "application/xml", "x-ms-error-code": code})
 
 
-def _parse_file_diff(payload: Any) -> tuple[str | None, dict[str, Any], str]:
-    """(problem, {relative key: updatedAt or None}, partialKey); a problem string means 400."""
+def _parse_file_diff(payload: Any) -> tuple[str | None, dict[str, SubmittedFile], str]:
+    """(problem, {relative key: submitted file}, partialKey); a problem string means 400."""
     if not isinstance(payload, dict):
         return "Body must be a JSON object", {}, ""
     partial_key = payload.get("partialKey")
@@ -308,7 +431,7 @@ def _parse_file_diff(payload: Any) -> tuple[str | None, dict[str, Any], str]:
     file_list = payload.get("fileList")
     if not isinstance(file_list, list):
         return "fileList must be an array", {}, ""
-    submitted: dict[str, Any] = {}
+    submitted: dict[str, SubmittedFile] = {}
     for index, item in enumerate(file_list):
         if not isinstance(item, dict):
             return f"fileList[{index}] must be an object", {}, ""
@@ -324,5 +447,11 @@ def _parse_file_diff(payload: Any) -> tuple[str | None, dict[str, Any], str]:
         except ValueError:
             return f"fileList[{index}].updatedAt is not ISO-8601: {json.dumps(updated_at)}", {}, ""
         previous = submitted.get(key)
-        submitted[key] = parsed if previous is None or (parsed is not None and parsed > previous) else previous
+        if previous is None or _newer(parsed, previous.updated_at):
+            submitted[key] = SubmittedFile(parsed, url)
     return None, submitted, partial_key
+
+
+def _newer(candidate: datetime | None, current: datetime | None) -> bool:
+    """A repeated key keeps its newest entry; an entry without a time gives way to any other."""
+    return current is None or (candidate is not None and candidate > current)

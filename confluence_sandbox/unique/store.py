@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import threading
@@ -45,7 +46,8 @@ class StoredContent:
     source_name: str | None = None
     source_owner_type: str | None = None
     store_internally: bool = True
-    data: bytes | None = None
+    data: bytes | None = None  # the finalized bytes; None before finalize or when the emulator keeps no bytes
+    sha256: str | None = None  # hex digest of the finalized bytes, kept even when the bytes are not
     ingestion_state: str = QUEUED
     created_at: datetime = field(default_factory=utc_now)
     finalized_at: datetime | None = None
@@ -60,6 +62,11 @@ class StoredContent:
             f"StoredContent(id={self.id!r}, key={self.key!r}, owner_id={self.owner_id!r}, "
             f"state={self.ingestion_state!r}, finalized_at={self.finalized_at!r}, data_len={size})"
         )
+
+    @property
+    def source(self) -> tuple[str | None, str | None]:
+        """(sourceKind, sourceName) as the last ContentUpsert that wrote this row sent them."""
+        return self.source_kind, self.source_name
 
 
 @dataclass(frozen=True)
@@ -81,13 +88,50 @@ class StoredScope:
 
 @dataclass
 class UploadSlot:
-    """What one registration hands out: a write key for the PUT and a read URL for the finalize."""
+    """What one registration hands out: a write key for the PUT and a read URL for the finalize.
+
+    After a PUT, `length` and `sha256` describe the bytes received; `data` holds them unless the
+    emulator was told not to keep upload bytes.
+    """
 
     write_key: str
     read_url: str
     content_id: str
     data: bytes | None = None
     content_type: str | None = None
+    length: int | None = None  # None until a PUT completed
+    sha256: str | None = None
+    registered_byte_size: int | None = None  # the byteSize the registration declared
+
+
+@dataclass(frozen=True)
+class SubmittedFile:
+    """One file-diff `fileList` entry: its source time (None for `""`) and its location."""
+
+    updated_at: datetime | None
+    url: str
+
+
+@dataclass(frozen=True)
+class FileDiffReport:
+    """One file-diff call as the emulator answered it; the lists hold relative keys, as on the wire."""
+
+    partial_key: str
+    source_kind: str
+    source_name: str
+    new: tuple[str, ...]
+    updated: tuple[str, ...]
+    moved: tuple[str, ...]
+    deleted: tuple[str, ...]
+    moved_stored_keys: tuple[str, ...] = ()  # full keys of the stored rows whose url differed
+
+    def response(self) -> dict[str, list[str]]:
+        return {
+            "newFiles": list(self.new),
+            "updatedFiles": list(self.updated),
+            "movedFiles": list(self.moved),
+            "deletedFiles": list(self.deleted),
+        }
 
 
 @dataclass(frozen=True)
@@ -155,6 +199,27 @@ class UniqueStore:
         with self.lock:
             return [c for c in self.contents.values() if _content_matches(c, where or {})]
 
+    def sources(self) -> dict[str, tuple[str | None, str | None]]:
+        """Key -> (sourceKind, sourceName) of every stored row."""
+        with self.lock:
+            return {c.key: c.source for c in self.contents.values()}
+
+    def content_bytes(self, key: str) -> bytes | None:
+        """The finalized bytes under `key`; None when nothing under it was finalized.
+
+        Raises ValueError when the row was finalized but its bytes were not kept (`keep_upload_bytes`
+        off): its `byte_size` and `sha256` are all that is known then.
+        """
+        with self.lock:
+            content = self.content_by_key(key)
+            if content is None or content.finalized_at is None:
+                return None
+            if content.data is None:
+                raise ValueError(
+                    f"the bytes of {key!r} were not kept; compare byte_size={content.byte_size} and sha256 instead"
+                )
+            return content.data
+
     # -- content writes --------------------------------------------------------------------
     def seed_content(
         self,
@@ -189,6 +254,7 @@ class UniqueStore:
                 source_name=source_name,
                 source_owner_type="COMPANY",
                 data=data,
+                sha256=hashlib.sha256(data).hexdigest(),
                 ingestion_state=FINISHED,
                 created_at=now,
                 finalized_at=finalized_at or now,
@@ -232,39 +298,66 @@ class UniqueStore:
                 write_key=write_key,
                 read_url=f"unique://content/{content.id}/{secrets.token_urlsafe(16)}",
                 content_id=content.id,
+                registered_byte_size=fields.get("byte_size"),
             )
             self.uploads[write_key] = slot
             self._uploads_by_read_url[slot.read_url] = write_key
             self._uploads_by_content.setdefault(content.id, []).append(write_key)
             return content, slot
 
-    def record_upload(self, write_key: str, data: bytes, content_type: str | None) -> UploadSlot | None:
-        """Store a PUT body against its slot; None when the key was never handed out (or its content is gone)."""
+    def record_upload(
+        self,
+        write_key: str,
+        data: bytes | None,
+        content_type: str | None,
+        *,
+        length: int | None = None,
+        sha256: str | None = None,
+    ) -> UploadSlot | None:
+        """Store a PUT body against its slot; None when the key was never handed out (or its content is gone).
+
+        Pass `data=None` with `length` and `sha256` to record an upload whose bytes are not kept.
+        """
+        if data is not None:
+            length, sha256 = len(data), hashlib.sha256(data).hexdigest()
+        if length is None or sha256 is None:
+            raise ValueError("an upload without data needs its length and sha256")
         with self.lock:
             slot = self.uploads.get(write_key)
             if slot is None or slot.content_id not in self.contents:
                 return None
             slot.data = data
+            slot.length = length
+            slot.sha256 = sha256
             slot.content_type = content_type
             self.contents[slot.content_id].pending_upload = data
             return slot
 
-    def finalize_content(self, file_url: str, fields: Mapping[str, Any]) -> tuple[StoredContent, UploadSlot]:
+    def finalize_content(
+        self, file_url: str, fields: Mapping[str, Any], *, check_byte_size: bool = True
+    ) -> tuple[StoredContent, UploadSlot]:
+        """Make the upload behind `file_url` the content's current version.
+
+        With `check_byte_size`, a byteSize declared at registration or finalize that differs from the
+        uploaded length is a 400 and changes nothing.
+        """
         with self.lock:
             write_key = self._uploads_by_read_url.get(file_url)
             slot = self.uploads.get(write_key) if write_key else None
-            if slot is None or slot.data is None:
+            if slot is None or slot.length is None:
                 raise UniqueApiError(400, f"No completed upload for fileUrl of content key {fields['key']!r}")
             content = self.contents.get(slot.content_id)
             if content is None:
                 raise UniqueApiError(404, f"Content for fileUrl of key {fields['key']!r} no longer exists")
             if content.key != fields["key"]:
                 raise UniqueApiError(400, f"fileUrl belongs to key {content.key!r}, not {fields['key']!r}")
-            byte_size = fields.get("byte_size")
-            if byte_size is not None and byte_size != len(slot.data):
-                raise UniqueApiError(
-                    400, f"byteSize {byte_size} does not match the uploaded {len(slot.data)} bytes for {content.key!r}"
-                )
+            if check_byte_size:
+                for declared in (fields.get("byte_size"), slot.registered_byte_size):
+                    if declared is not None and declared != slot.length:
+                        raise UniqueApiError(
+                            400,
+                            f"byteSize {declared} does not match the uploaded {slot.length} bytes for {content.key!r}",
+                        )
             scope_id = fields.get("owner_id")
             self._require_scope_if_given(scope_id)
             metadata = metadata_as_strings(fields.get("metadata"))
@@ -276,7 +369,7 @@ class UniqueStore:
                 content.owner_id = scope_id
             content.url = fields.get("url")
             content.metadata = metadata
-            content.byte_size = len(slot.data)
+            content.byte_size = slot.length
             content.source_kind = fields.get("source_kind")
             content.source_name = fields.get("source_name")
             content.source_owner_type = fields.get("source_owner_type")
@@ -284,6 +377,7 @@ class UniqueStore:
             content.ingestion_config = fields.get("ingestion_config")
             content.expires_at = fields.get("expires_at")
             content.data = slot.data
+            content.sha256 = slot.sha256
             content.pending_upload = None
             content.finalized_at = now
             content.updated_at = now
@@ -320,23 +414,57 @@ class UniqueStore:
             return deleted
 
     # -- file diff -------------------------------------------------------------------------
-    def file_diff(self, partial_key: str, submitted: Mapping[str, datetime | None]) -> dict[str, list[str]]:
-        """Compare submitted relative keys (with their source times) against what is stored under the partial key."""
+    def file_diff(
+        self,
+        partial_key: str,
+        submitted: Mapping[str, SubmittedFile],
+        *,
+        source_kind: str = "",
+        source_name: str = "",
+        report_moves: bool = True,
+        filter_by_source: bool = False,
+    ) -> FileDiffReport:
+        """Compare submitted relative keys against what is stored under the partial key.
+
+        Stored rows are those whose key contains `partialKey` (only those written with the same
+        source when `filter_by_source`), matched on their key's last `/` segment. A stale match
+        (never finalized, or submitted `updatedAt` newer than the last finalize) is updated; a
+        fresh match whose stored url differs from the submitted one is moved, when `report_moves`.
+        A row stored without a url has no location to compare and is never moved.
+        """
         with self.lock:
             stored: dict[str, list[StoredContent]] = {}
             for content in self.contents.values():
-                if partial_key in content.key:
-                    stored.setdefault(content.key.rsplit("/", 1)[-1], []).append(content)
-        new: list[str] = []
-        updated: list[str] = []
-        for key, updated_at in submitted.items():
-            matches = stored.get(key)
-            if not matches:
-                new.append(key)
-            elif any(_is_stale(c, updated_at) for c in matches):
-                updated.append(key)
-        deleted = [key for key in stored if key not in submitted]
-        return {"newFiles": new, "updatedFiles": updated, "movedFiles": [], "deletedFiles": deleted}
+                if partial_key not in content.key:
+                    continue
+                if filter_by_source and content.source != (source_kind, source_name):
+                    continue
+                stored.setdefault(content.key.rsplit("/", 1)[-1], []).append(content)
+            new: list[str] = []
+            updated: list[str] = []
+            moved: list[str] = []
+            moved_stored: list[str] = []
+            for key, file in submitted.items():
+                matches = stored.get(key)
+                if not matches:
+                    new.append(key)
+                elif any(_is_stale(c, file.updated_at) for c in matches):
+                    updated.append(key)
+                elif report_moves:
+                    elsewhere = [c.key for c in matches if c.url is not None and c.url != file.url]
+                    if elsewhere:
+                        moved.append(key)
+                        moved_stored += elsewhere
+        return FileDiffReport(
+            partial_key=partial_key,
+            source_kind=source_kind,
+            source_name=source_name,
+            new=tuple(new),
+            updated=tuple(updated),
+            moved=tuple(moved),
+            deleted=tuple(key for key in stored if key not in submitted),
+            moved_stored_keys=tuple(moved_stored),
+        )
 
     # -- scopes ----------------------------------------------------------------------------
     def add_scope(self, name: str, parent_id: str | None = None, external_id: str | None = None) -> StoredScope:
