@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from confluence_pipeline.http_api.jobs import FINISHED_STATUSES
-from confluence_pipeline_tests.scenarios.conftest import CLOUD_TOKEN, PASSWORD, PAT, ZITADEL_SECRET, base_env
+from confluence_pipeline_tests.support import CLOUD_TOKEN, PASSWORD, PAT, ZITADEL_SECRET, base_env
 from confluence_sandbox.confluence import ConfluenceEmulator
 from confluence_sandbox.unique import UniqueEmulator
 
