@@ -15,6 +15,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     APP_DIR=/opt/dagster/app \
     DAGSTER_HOME=/opt/dagster/dagster_home \
     PORT=8083 \
+    DAGSTER_UI_PORT=3000 \
     GRPC_PORT=4000
 
 RUN groupadd --system --gid 10001 dagster \
@@ -41,7 +42,7 @@ RUN chmod 0755 /usr/local/bin/confluence-pipeline \
 
 USER dagster
 VOLUME ["/opt/dagster/dagster_home"]
-EXPOSE 4000 8083
+EXPOSE 4000 8083 3000
 
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 CMD ["confluence-pipeline", "healthcheck"]
 

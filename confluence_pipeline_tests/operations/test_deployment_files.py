@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 import shlex
 import signal
@@ -22,6 +23,8 @@ import yaml
 from confluence_pipeline_tests.support import REPO_ROOT
 
 ENTRYPOINT = REPO_ROOT / "deploy" / "docker" / "entrypoint.sh"
+# The developer's shell must not configure the container under test.
+FOREIGN_PREFIXES = ("CONFLUENCE_", "UNIQUE_", "CRON_", "HTTP_API_", "DAGSTER_WEBSERVER_URL", "DAGSTER_UI_PORT")
 
 
 def dockerfile_instructions() -> list[tuple[str, str]]:
@@ -42,6 +45,47 @@ def test_helm_values_carry_the_same_writer_limit_and_serve_the_module() -> None:
     assert deployment["dagsterApiGrpcArgs"] == ["-m", "confluence_pipeline.definitions"]
     assert deployment["envSecrets"] and all("name" in s for s in deployment["envSecrets"])
     assert deployment["podSecurityContext"]["runAsUser"] == 10001  # the image's non-root user
+    # Sidecars of the user deployment are copied into every run's pod (includeConfigInLaunchedRuns).
+    assert not deployment.get("sidecarContainers")
+
+
+def test_helm_values_run_the_http_api_next_to_the_webserver_on_8083() -> None:
+    text = (REPO_ROOT / "deploy" / "helm" / "values.yaml").read_text()
+    values = yaml.safe_load(text)
+    (deployment,) = values["dagster-user-deployments"]["deployments"]
+    webserver = values["dagsterWebserver"]
+    (api,) = webserver["extraContainers"]
+    env = {e["name"]: e for e in api["env"]}
+
+    assert api["image"] == f"{deployment['image']['repository']}:{deployment['image']['tag']}"
+    assert api["args"] == ["http-api"]  # the entry point's mode
+    assert api["ports"] == [{"name": "http-api", "containerPort": 8083}]
+    assert env["PORT"]["value"] == "8083"
+    # The UI keeps its own port, and the API reaches it inside the pod on exactly that port.
+    assert webserver["service"]["port"] != 8083
+    assert env["DAGSTER_WEBSERVER_URL"]["value"] == f"http://127.0.0.1:{webserver['service']['port']}"
+    assert env["HTTP_API_CODE_LOCATION"]["value"] == deployment["name"]  # the chart names locations so
+    token = env["HTTP_API_TOKEN"]["valueFrom"]["secretKeyRef"]
+    assert token["key"] == "HTTP_API_TOKEN"
+    assert token["name"] in {s["name"] for s in deployment["envSecrets"]}
+    # A probe of /health would take the UI's pod out of service whenever the code location is broken.
+    assert api["readinessProbe"]["tcpSocket"]["port"] == "http-api"
+    assert "httpGet" not in api["livenessProbe"]
+    assert api["securityContext"]["runAsUser"] == 10001
+    # The chart makes no Service for an extra container: the documented command exposes it on 8083.
+    service_name = f"dagster-{webserver['nameOverride']}"
+    expose = f"kubectl -n dagster expose deployment {service_name} --name confluence-pipeline-http-api"
+    assert expose in text and "--port 8083 --target-port http-api" in text
+
+
+def test_dockerfile_serves_the_http_api_on_port_and_the_ui_on_its_own_port() -> None:
+    instructions = dockerfile_instructions()
+    env = dict(
+        item.split("=", 1) for args in (a for op, a in instructions if op == "ENV") for item in shlex.split(args)
+    )
+    exposed = {port for op, args in instructions if op == "EXPOSE" for port in args.split()}
+    assert env["PORT"] == "8083" and env["DAGSTER_UI_PORT"] == "3000" and env["GRPC_PORT"] == "4000"
+    assert {"8083", "3000", "4000"} <= exposed
 
 
 def test_dockerfile_copies_only_files_that_exist_and_are_not_ignored() -> None:
@@ -64,34 +108,49 @@ def test_entrypoint_is_valid_posix_shell() -> None:
     subprocess.run(["sh", "-n", str(ENTRYPOINT)], check=True)
 
 
-@pytest.mark.timeout(120)
-def test_all_in_one_mode_starts_webserver_and_daemon_and_reports_healthy(tmp_path: Path) -> None:
-    with closing(socket.socket()) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+@pytest.mark.timeout(150)
+def test_all_in_one_mode_starts_api_webserver_and_daemon_and_reports_healthy(tmp_path: Path) -> None:
+    api_port, ui_port = _free_port(), _free_port()
     home = tmp_path / "dagster_home"
+    token = "all-in-one-Test-Token-0123456789"
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("CONFLUENCE_", "UNIQUE_", "CRON_"))},
+        **{k: v for k, v in os.environ.items() if not k.startswith(FOREIGN_PREFIXES)},
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "APP_DIR": str(REPO_ROOT),
         "DAGSTER_HOME": str(home),
-        "PORT": str(port),
+        "PORT": str(api_port),
+        "DAGSTER_UI_PORT": str(ui_port),
+        "HTTP_API_TOKEN": token,
         "TMPDIR": str(tmp_path),
     }
-    process = subprocess.Popen(
-        ["sh", str(ENTRYPOINT), "all-in-one"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    log_path = tmp_path / "entrypoint.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            ["sh", str(ENTRYPOINT), "all-in-one"],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
-        server_info = f"http://127.0.0.1:{port}/server_info"
-        wait_for(lambda: _answers(server_info), process, "the webserver to answer")
-        assert subprocess.run(["sh", str(ENTRYPOINT), "healthcheck"], env=env, check=False).returncode == 0
+        wait_for(lambda: _answers(f"http://127.0.0.1:{ui_port}/server_info"), process, "the webserver to answer")
+        # The API answers on PORT, reaches the webserver on DAGSTER_UI_PORT and sees the code location loaded.
+        wait_for(lambda: _answers(f"http://127.0.0.1:{api_port}/health"), process, "the HTTP API's /health")
+        with urllib.request.urlopen(f"http://127.0.0.1:{api_port}/health", timeout=5) as response:
+            health = json.load(response)
+        assert health["code_location"] == {"name": "confluence_pipeline", "status": "loaded"}
         with dg.DagsterInstance.from_config(str(home)) as instance:
             wait_for(lambda: "QUEUED_RUN_COORDINATOR" in instance.get_daemon_heartbeats(), process, "daemon heartbeats")
+        # A proxy set for Confluence (nothing listens there) must not catch the probes of this container's ports.
+        proxied = {
+            **env,
+            "HTTP_PROXY": f"http://127.0.0.1:{_free_port()}",
+            "http_proxy": f"http://127.0.0.1:{_free_port()}",
+        }
+        wait_for(lambda: _healthcheck(proxied) == 0, process, "the healthcheck to pass (API, webserver and daemon)")
         assert (home / "dagster.yaml").read_text() == (REPO_ROOT / "dagster.yaml").read_text()
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n--- entry point output ---\n{log_path.read_text()[-6000:]}") from None
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -100,10 +159,18 @@ def test_all_in_one_mode_starts_webserver_and_daemon_and_reports_healthy(tmp_pat
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
     assert process.returncode == 0  # a TERM is a clean stop
-    assert (
-        subprocess.run(["sh", str(ENTRYPOINT), "healthcheck"], env=env, capture_output=True, check=False).returncode
-        != 0
-    )
+    assert _healthcheck(env) != 0
+    assert token not in log_path.read_text()
+
+
+def _healthcheck(env: dict[str, str]) -> int:
+    return subprocess.run(["sh", str(ENTRYPOINT), "healthcheck"], env=env, capture_output=True, check=False).returncode
+
+
+def _free_port() -> int:
+    with closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _answers(url: str) -> bool:
