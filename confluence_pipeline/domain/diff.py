@@ -64,8 +64,9 @@ def plan_space(space: SpaceRef, pages: Sequence[PageRef], diff: FileDiff) -> Spa
     """Partition the submitted pages by the diff and resolve deletions to full keys.
 
     - A key both new and updated is created once.
-    - `movedFiles` is ignored, like the vendor's connector: a move between spaces arrives as new in
-      one space and deleted in the other.
+    - `movedFiles` (same key, stored under another URL: Cloud URLs carry the title) count as updated, so
+      the item is written again with its current URL. A move between spaces arrives as new in one space
+      and deleted in the other.
     - A deleted key that was also submitted is never deleted here; `guards.check_space_diff` decides
       whether such a diff may proceed at all.
     - new/updated keys that were never submitted are reported in `ignored`, not acted on.
@@ -78,11 +79,11 @@ def plan_space(space: SpaceRef, pages: Sequence[PageRef], diff: FileDiff) -> Spa
             raise ValueError(f"page {page.id} belongs to space {page.space.key!r}, not {space.key!r}")
     submitted = _unique_by_id(pages)
     new_keys = set(diff.new)
-    updated_keys = set(diff.updated) - new_keys
+    updated_keys = (set(diff.updated) | set(diff.moved)) - new_keys
 
     to_create = tuple(page for page_id, page in submitted.items() if page_id in new_keys)
     to_update = tuple(page for page_id, page in submitted.items() if page_id in updated_keys)
-    ignored = tuple(dict.fromkeys(key for key in (*diff.new, *diff.updated) if key not in submitted))
+    ignored = tuple(dict.fromkeys(key for key in (*diff.new, *diff.updated, *diff.moved) if key not in submitted))
     to_delete = tuple(dict.fromkeys(content_key(space, key) for key in diff.deleted if key not in submitted))
     return SpacePlan(
         space=space,

@@ -91,8 +91,14 @@ P1, P2, P3, P4 = page("1"), page("2"), page("3"), page("4")
         pytest.param(
             [P1, P2],
             FileDiff(new=(), updated=(), moved=("1",), deleted=()),
-            SpacePlan(ENG, (), (), 2, (), ()),
-            id="moved-ignored",
+            SpacePlan(ENG, (), (P1,), 1, (), ()),
+            id="moved-is-written-again",
+        ),
+        pytest.param(
+            [P1],
+            FileDiff(new=("1",), updated=(), moved=("1", "6"), deleted=()),
+            SpacePlan(ENG, (P1,), (), 0, (), ("6",)),
+            id="moved-and-new-creates-once-unsubmitted-moved-ignored",
         ),
         pytest.param(
             [P1, P2],
