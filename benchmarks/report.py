@@ -9,6 +9,7 @@ from datetime import UTC
 from typing import Any
 
 from benchmarks.options import ALL_LABEL, SINGLE_LABEL, BenchOptions
+from confluence_pipeline.clients.confluence import CONFIRM_BATCH
 from confluence_pipeline.domain.batches import batched
 from confluence_pipeline.domain.cql import ANCESTOR_BATCH, BODY_BATCH, descendants_cql, discovery_cql
 from confluence_pipeline.domain.models import Platform
@@ -21,13 +22,16 @@ DELETE_BATCH_TARGET = 20  # at least this many ids per delete call when that man
 # -- the floor ----------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Floor:
-    """The fewest Confluence requests one sync needs: discovery + descendant result pages + body batches."""
+    """The fewest Confluence requests one sync needs: the instance's identity, discovery, descendant result
+    pages, the queries that confirm deletions, and body batches."""
 
     labelled: int
     roots: int
     descendant_queries: tuple[int, ...]  # results per `ancestor IN` chunk of ANCESTOR_BATCH roots
     changed: int
     changed_per_space: tuple[int, ...]
+    identity: int = 1  # the applinks manifest (DC) or tenant_info (Cloud): the ownership mark
+    confirmations: int = 0  # `id IN` queries confirming that pages the diff deletes left the sync set
 
     @property
     def discovery(self) -> int:
@@ -48,17 +52,25 @@ class Floor:
 
     @property
     def total(self) -> int:
-        return self.discovery + self.descendants + self.bodies
+        return self.identity + self.discovery + self.descendants + self.confirmations + self.bodies
 
 
-def floor_for(wiki: Wiki, mode: str, changed: int, changed_per_space: Sequence[int]) -> Floor:
-    """The floor from what Confluence itself would return for the sync's queries (the emulator's CQL engine)."""
+def floor_for(
+    wiki: Wiki, mode: str, changed: int, changed_per_space: Sequence[int], deleted: Sequence[str] = ()
+) -> Floor:
+    """The floor from what Confluence itself would return for the sync's queries (the emulator's CQL engine).
+
+    `deleted` are the pages that left the sync set since the last sync: each batch of CONFIRM_BATCH is
+    confirmed with one query, plus one per batch of their ancestors (is one of them subtree-labelled?).
+    """
     platform = Platform(mode)
     scope = SearchScope(wiki, mode, UTC, "empty")  # type: ignore[arg-type]
     labelled = evaluate(parse(discovery_cql(SINGLE_LABEL, ALL_LABEL, platform)), scope)
     roots = sorted((p.id for p in labelled if ALL_LABEL in p.labels), key=int)
     queries = tuple(len(evaluate(parse(descendants_cql(chunk)), scope)) for chunk in batched(roots, ANCESTOR_BATCH))
-    return Floor(len(labelled), len(roots), queries, changed, tuple(changed_per_space))
+    ancestors = {a.id for page_id in deleted for a in wiki.pages[page_id].ancestors(wiki)}
+    confirmations = math.ceil(len(deleted) / CONFIRM_BATCH) + math.ceil(len(ancestors) / CONFIRM_BATCH)
+    return Floor(len(labelled), len(roots), queries, changed, tuple(changed_per_space), confirmations=confirmations)
 
 
 # -- results ------------------------------------------------------------------------------------------------------
@@ -186,7 +198,10 @@ def format_table(report: BenchReport) -> str:
     row(
         "floor: discovery+descendants+bodies",
         [
-            f"{p.floor.discovery}+{p.floor.descendants}+{p.floor.bodies}={p.floor.total}" if p.floor else "–"
+            f"{p.floor.identity}+{p.floor.discovery}+{p.floor.descendants}+{p.floor.confirmations}+{p.floor.bodies}"
+            f"={p.floor.total}"
+            if p.floor
+            else "–"
             for p in phases
         ],
     )

@@ -222,10 +222,15 @@ def _confluence_kinds(requests: Sequence[Any]) -> tuple[dict[str, int], float]:
     for request in requests:
         times.append(request.time)
         cql = (request.query.get("cql") or [""])[0]
-        if not cql and "cursor" not in request.query:
+        expand = (request.query.get("expand") or [""])[0]
+        if request.path.endswith(("/rest/applinks/1.0/manifest", "/_edge/tenant_info")):
+            kinds["identity"] += 1
+        elif not cql and "cursor" not in request.query:
             kinds[f"{request.method} {request.path.rsplit('/rest/api/', 1)[-1]}"] += 1
         elif "ancestor IN" in cql:
             kinds["descendants"] += 1
+        elif cql.startswith("id IN") and ("label" in cql or "ancestors" in expand):
+            kinds["confirmations"] += 1
         elif cql.startswith("id IN"):
             kinds["bodies"] += 1
         elif "label=" in cql and "space =" in cql:
@@ -362,7 +367,13 @@ def run_benchmark(options: BenchOptions, *, out: Any = None) -> BenchReport:
                 if not phases[-1].success:
                     return BenchReport(options, described, phases)
             change = change_wiki(synthetic, options.changed_share)
-            floor = floor_for(synthetic.wiki, options.mode, change.edited + change.added, change.changed_per_space)
+            floor = floor_for(
+                synthetic.wiki,
+                options.mode,
+                change.edited + change.added,
+                change.changed_per_space,
+                change.deleted_ids,
+            )
             phases.append(
                 run_phase("1% changed", confluence, unique, envs["1% changed"], home, floor, options, workdir)
             )

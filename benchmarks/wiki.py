@@ -219,6 +219,7 @@ class Change:
     added: int
     deleted: int
     changed_per_space: tuple[int, ...]
+    deleted_ids: tuple[str, ...] = ()
 
 
 def change_wiki(synthetic: SyntheticWiki, share: float) -> Change:
@@ -246,9 +247,10 @@ def change_wiki(synthetic: SyntheticWiki, share: float) -> Change:
     victims_space = max(synthetic.single_only, key=lambda key: len(synthetic.single_only[key]))
     candidates = [i for i in synthetic.single_only[victims_space] if wiki.pages[i].version == 1]
     deleted = min(len(candidates) - 1, max(DELETE_BATCH_TARGET, n // 1000))
-    for page_id in candidates[:deleted]:
+    victims = candidates[:deleted]
+    for page_id in victims:
         wiki.remove_label(page_id, SINGLE_LABEL)
         synthetic.synced.remove(page_id)
         synthetic.single_only[victims_space].remove(page_id)
     counts = tuple(per_space.get(key, 0) for key in synthetic.space_keys)
-    return Change(edits, added, deleted, counts)
+    return Change(edits, added, deleted, counts, tuple(victims))

@@ -32,16 +32,20 @@ def _run(mode: str, *, isolate: bool) -> BenchReport:
     return report
 
 
-def _assert_confluence_at_floor(phase: PhaseResult) -> None:
-    """Discovery and expansion at the floor exactly; bodies in full batches of 50 per space."""
+def _assert_confluence_at_floor(phase: PhaseResult, mode: str) -> None:
+    """Identity, discovery, expansion and confirmations at the floor exactly; bodies in batches of 50 per space."""
     floor = phase.floor
     assert floor is not None
     assert phase.confluence_kinds == {
+        "identity": floor.identity,
         "discovery": floor.discovery,
         "descendants": floor.descendants,
+        **({"confirmations": floor.confirmations} if floor.confirmations else {}),
         **({"bodies": floor.bodies_per_space} if floor.changed else {}),
     }
-    assert phase.confluence == {"GET content/search": floor.discovery + floor.descendants + floor.bodies_per_space}
+    searches = floor.discovery + floor.descendants + floor.confirmations + floor.bodies_per_space
+    identity_route = "GET applinks manifest" if mode == "ONPREM" else "GET tenant_info"
+    assert phase.confluence == {"GET content/search": searches, identity_route: floor.identity}
 
 
 def _assert_counts_agree(phase: PhaseResult) -> None:
@@ -55,7 +59,7 @@ def _assert_three_syncs(report: BenchReport) -> None:
     pages = report.wiki["synced_pages"]
     assert pages == 120
     for phase in report.phases:
-        _assert_confluence_at_floor(phase)
+        _assert_confluence_at_floor(phase, report.options.mode)
         _assert_counts_agree(phase)
         assert phase.spaces == 2
         assert phase.unique["POST file-diff"] == 2  # one file-diff per space, whatever changed

@@ -7,6 +7,8 @@ import json
 import pytest
 
 from confluence_pipeline.domain.metadata import content_metadata
+
+MARK = "confc:data-center:a1b2c3d4"
 from confluence_pipeline.domain.models import PageRef, SpaceRef
 
 SYNC_LABELS = ("ai-ingest", "ai-ingest-all")
@@ -39,14 +41,14 @@ def page(labels: tuple[str, ...], page_type: str = "page") -> PageRef:
     ],
 )
 def test_confluence_labels(labels: tuple[str, ...], sync_labels: tuple[str, ...], expected: str) -> None:
-    value = content_metadata(page(labels), sync_labels)["confluenceLabels"]
+    value = content_metadata(page(labels), sync_labels, MARK)["confluenceLabels"]
     assert value == expected
     assert json.loads(value) == sorted(set(json.loads(expected)))
 
 
 @pytest.mark.parametrize("page_type", ["page", "blogpost"])
 def test_content_metadata(page_type: str) -> None:
-    assert content_metadata(page(("ai-ingest", "faq"), page_type), SYNC_LABELS) == {
+    assert content_metadata(page(("ai-ingest", "faq"), page_type), SYNC_LABELS, MARK) == {
         "confluenceLabels": '["faq"]',
         "spaceKey": "OPS",
         "spaceName": "Operations",
@@ -55,9 +57,10 @@ def test_content_metadata(page_type: str) -> None:
         "contentType": page_type,
         "version": "7",
         "lastModified": "2024-05-01T08:02:03.000Z",
+        "confluenceInstance": MARK,
     }
 
 
 def test_all_values_are_strings() -> None:
-    metadata = content_metadata(page(("faq",)), SYNC_LABELS)
+    metadata = content_metadata(page(("faq",)), SYNC_LABELS, MARK)
     assert all(isinstance(value, str) for value in metadata.values())
