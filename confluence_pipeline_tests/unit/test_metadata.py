@@ -7,9 +7,9 @@ import json
 import pytest
 
 from confluence_pipeline.domain.metadata import content_metadata
+from confluence_pipeline.domain.models import PageRef, SpaceRef
 
 MARK = "confc:data-center:a1b2c3d4"
-from confluence_pipeline.domain.models import PageRef, SpaceRef
 
 SYNC_LABELS = ("ai-ingest", "ai-ingest-all")
 
