@@ -296,6 +296,13 @@ class ConfluenceClient(ABC):
                 kept[page_id] = ref
         return kept
 
+    @property
+    def scrubber(self) -> Scrubber:
+        return self.api.scrubber
+
+    def request_counts(self) -> dict[str, int]:
+        return self.api.counter.snapshot()
+
     def close(self) -> None:
         self.api.close()
 

@@ -202,10 +202,17 @@ class HttpSettings(Section):
     retry_after_max_seconds: NonNegative = Field(60, alias="HTTP_RETRY_AFTER_MAX_SECONDS")
 
 
-def _with_http(data: Any) -> Any:
-    if isinstance(data, Mapping) and "http" not in data:
-        return {**data, "http": dict(data)}
-    return data
+class _RemoteSection(Section):
+    """A remote system's section: its HTTP patience comes from the same flat variables."""
+
+    http: HttpSettings = Field(default_factory=HttpSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nest_http(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "http" not in data:
+            return {**data, "http": dict(data)}
+        return data
 
 
 def _platform(value: object) -> object:
@@ -213,18 +220,12 @@ def _platform(value: object) -> object:
     return Platform(upper) if upper in (Platform.ONPREM.value, Platform.CLOUD.value) else value
 
 
-class _ConfluenceCommon(Section):
+class _ConfluenceCommon(_RemoteSection):
     platform: Annotated[Platform, BeforeValidator(_platform)] = Field(alias="CONFLUENCE_INSTANCE_TYPE")
     base_url: Url = Field(alias="CONFLUENCE_URL")
     tokens_per_minute: PerMinute = Field(250, alias="CONFLUENCE_TOKENS_PER_MINUTE")
     single_label: Label = Field(DEFAULT_SINGLE_LABEL, alias="INGEST_SINGLE_LABEL")
     subtree_label: Label = Field(DEFAULT_SUBTREE_LABEL, alias="INGEST_ALL_LABEL")
-    http: HttpSettings = Field(default_factory=HttpSettings)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _nest_http(cls, data: Any) -> Any:
-        return _with_http(data)
 
     @property
     def labels(self) -> SyncLabels:
@@ -298,7 +299,7 @@ ConfluenceSettings = Annotated[
 """OnPrem or Cloud, chosen by `CONFLUENCE_INSTANCE_TYPE` (case-insensitive)."""
 
 
-class _UniqueCommon(Section):
+class _UniqueCommon(_RemoteSection):
     ingestion_url: Url = Field(alias="UNIQUE_INGESTION_URL")
     graphql_url: Url = Field(alias="UNIQUE_INGESTION_URL_GRAPHQL")
     scope_id: str | None = Field(None, alias="UNIQUE_SCOPE_ID")
@@ -306,12 +307,6 @@ class _UniqueCommon(Section):
     extra_headers: Headers = Field(default_factory=dict, alias="UNIQUE_SERVICE_EXTRA_HEADERS", repr=False)
     tokens_per_minute: PerMinute = Field(100, alias="UNIQUE_TOKENS_PER_MINUTE")
     concurrency: Concurrency = Field(4, alias="UNIQUE_CONCURRENCY")
-    http: HttpSettings = Field(default_factory=HttpSettings)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _nest_http(cls, data: Any) -> Any:
-        return _with_http(data)
 
     @property
     def ingestion_base(self) -> str:
