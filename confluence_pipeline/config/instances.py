@@ -78,6 +78,13 @@ PROCESS_VARIABLES = _aliases(AlertSettings) | {
     "SSL_CERT_FILE",
     "REQUESTS_CA_BUNDLE",
     "PORT",
+    "DAGSTER_UI_PORT",
+    "HTTP_API_HOST",
+    "HTTP_API_TOKEN",
+    "HTTP_API_ALLOW_UNAUTHENTICATED",
+    "HTTP_API_CODE_LOCATION",
+    "HTTP_API_DAGSTER_TIMEOUT_SECONDS",
+    "HTTP_API_DRY_RUN_WAIT_SECONDS",
 }
 """Shared by every instance and read from the process environment only; an instances file may not set them."""
 _UNIQUE_VARIABLES = _aliases(ExternalAuthSettings, ClusterLocalSettings)
