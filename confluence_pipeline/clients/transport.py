@@ -51,6 +51,9 @@ if TYPE_CHECKING:
 USE_DEFAULT = httpx.USE_CLIENT_DEFAULT
 """Pass as `auth=` to use the client's auth (the default); `auth=None` sends the request without any."""
 
+ROUTE_EXTENSION = "confluence_pipeline.route"
+"""Request extension carrying the route label, so an auth flow that sends a request again can count it."""
+
 _RETRY_AFTER_SECONDS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*$")
 _HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
@@ -134,13 +137,16 @@ class HttpApi:
         max_connections: int = 20,
         logger: logging.Logger | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        limiter: RateLimiter | None = None,
+        counter: RequestCounter | None = None,
     ) -> None:
         self.system = system
         self.retry = retry
-        self.counter = RequestCounter()
+        # Another API object of the same system (its token endpoint) may share the counter and the limiter.
+        self.counter = counter if counter is not None else RequestCounter()
         # One limiter per API object: the resource that owns the client keeps it for the whole run, so every
         # step and worker thread of the run draws from the same bucket.
-        self.limiter = RateLimiter(per_minute)
+        self.limiter = limiter if limiter is not None else RateLimiter(per_minute)
         self._sleep = sleep
         self._log = logger or logging.getLogger(__name__)
         self.scrubber = scrubber if scrubber is not None else Scrubber()
@@ -183,6 +189,12 @@ class HttpApi:
     def scrub(self, text: str) -> str:
         """`text` with every known secret replaced and URL query strings (signed upload URLs) cut off."""
         return self.scrubber.scrub(text)
+
+    def count_resend(self, request: httpx.Request) -> None:
+        """An auth flow sends `request` again (with a fresh token after a 401): pace it and count it as a retry."""
+        self.limiter.acquire()
+        self.counter.add(str(request.extensions.get(ROUTE_EXTENSION) or request.method))
+        self.counter.add_retry()
 
     def _learn_request_secrets(self, request: httpx.Request) -> None:
         # Runs after httpx applied auth, so credentials from any httpx.Auth are learnt before they can echo back.
@@ -259,7 +271,7 @@ class HttpApi:
             self.counter.add(route)
             started = time.monotonic()
             try:
-                response = self._client.request(method, url, headers=headers, **kw)
+                response = self._client.request(method, url, headers=headers, extensions={ROUTE_EXTENSION: route}, **kw)
             except httpx.HTTPError as exc:
                 self._log.debug("%s %s failed: %s", self.system, label, type(exc).__name__)
                 raise

@@ -23,6 +23,13 @@ class ConfluenceResource(ClientResource):
     confluence_cloud_token: str | None = secret_variable("Cloud API token")
     confluence_cloud_id: str | None = variable("Route Cloud calls through the API gateway (scoped tokens)")
     confluence_cloud_api_url: str | None = variable("Atlassian API gateway (default https://api.atlassian.com)")
+    confluence_client_id: str | None = variable("OAuth 2.0 client id of a service account (instead of a user's token)")
+    confluence_client_secret: str | None = secret_variable("OAuth 2.0 client secret of the service account")
+    confluence_oauth_token_url: str | None = variable(
+        "OAuth token endpoint (default DC <CONFLUENCE_URL>/rest/oauth2/latest/token, Cloud "
+        "https://api.atlassian.com/oauth/token)"
+    )
+    confluence_oauth_scopes: str | None = variable("OAuth scopes to request (default DC READ, Cloud: as granted)")
     confluence_tokens_per_minute: str | None = variable("Requests per minute, retries included (0 = no cap)")
     ingest_single_label: str | None = variable("Label that syncs one page (default ai-ingest)")
     ingest_all_label: str | None = variable("Label that syncs a page and all below it (default ai-ingest-all)")
