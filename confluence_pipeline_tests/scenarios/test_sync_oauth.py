@@ -58,8 +58,12 @@ def _token_requests(box: Sandbox) -> list[Any]:
     return [r for r in box.confluence.requests if r.path.endswith(TOKEN_PATHS)]
 
 
+# The instance's identity (its ownership mark) is read without credentials, by design.
+IDENTITY_PATHS = ("/rest/applinks/1.0/manifest", "/_edge/tenant_info")
+
+
 def _api_requests(box: Sandbox) -> list[Any]:
-    return [r for r in box.confluence.requests if not r.path.endswith(TOKEN_PATHS)]
+    return [r for r in box.confluence.requests if not r.path.endswith(TOKEN_PATHS + IDENTITY_PATHS)]
 
 
 def _refused(box: Sandbox) -> list[Any]:
@@ -189,7 +193,8 @@ def test_a_wrong_secret_fails_before_any_write_with_a_clear_message(box: Sandbox
     assert wrong not in text and OAUTH_CLIENT_SECRET not in text
     failed = [e.step_key for e in result.all_events if e.is_step_failure]
     assert failed == ["discover_labelled_pages"]
-    assert [r.status for r in box.confluence.requests] == [401]  # only the token request, never retried
+    sent = [r.status for r in box.confluence.requests if not r.path.endswith(IDENTITY_PATHS)]
+    assert sent == [401]  # only the token request, never retried
     assert box.unique.requests == [] and mutations(box) == []
     assert unique_state(box) == before
 
