@@ -83,6 +83,10 @@ class UniqueGraphQLError(RemoteError):
             detail=f"GraphQL error: {message}",
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The base class rebuilds from keyword fields this __init__ does not take: keep it picklable.
+        return (type(self), (self.operation, self.detail.removeprefix("GraphQL error: "), self.status_code))
+
 
 UNSETTLED = (OutcomeUnknown, UniqueGraphQLError, UnexpectedResponse)
 """Failures of a mutation that leave open whether it was applied, so only reading back can settle them.

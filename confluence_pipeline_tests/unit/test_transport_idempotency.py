@@ -19,6 +19,7 @@ from confluence_pipeline.clients.errors import (
     RemoteUnavailable,
 )
 from confluence_pipeline.clients.transport import HttpApi, RetryPolicy
+from confluence_pipeline.clients.unique import UniqueGraphQLError
 from confluence_pipeline.config.secrets import Scrubber
 from confluence_sandbox.http import EmulatorServer, Fault, Request, Response
 
@@ -239,3 +240,14 @@ def test_an_applied_request_whose_answer_is_lost_is_repeated_only_when_idempoten
                 with pytest.raises(OutcomeUnknown):
                     api.json("POST", "/m", route="POST m", json={}, idempotent=False)
         assert server.applied == (2 if idempotent else 1)
+
+
+def test_a_graphql_error_survives_pickling_across_step_processes() -> None:
+    error = UniqueGraphQLError("ContentUpsert", "Bad Request", 400)
+    copy = pickle.loads(pickle.dumps(error))
+    assert (type(copy), str(copy), copy.status_code, copy.operation) == (
+        UniqueGraphQLError,
+        str(error),
+        400,
+        "ContentUpsert",
+    )
