@@ -683,7 +683,8 @@ def test_every_bad_field_of_every_instance_is_named_at_once() -> None:
         "instances.yaml: instance 'wiki_dc': UNIQUE_CONCURRENCY: 100 is above the maximum of 64",
         "instances.yaml: instance 'wiki_dc': CRON_SCHEDULE: 'every night' is not a valid 5-field cron expression "
         "(e.g. '0 1 * * *' for 01:00 daily); leave it empty to keep the schedule stopped",
-        "instances.yaml: instance 'cloud': CONFLUENCE_CLOUD_USER: is required when CONFLUENCE_INSTANCE_TYPE is CLOUD, unless CONFLUENCE_CLIENT_ID and CONFLUENCE_CLIENT_SECRET (OAuth) are set",
+        "instances.yaml: instance 'cloud': CONFLUENCE_CLOUD_USER: is required when CONFLUENCE_INSTANCE_TYPE is "
+        "CLOUD, unless CONFLUENCE_CLIENT_ID and CONFLUENCE_CLIENT_SECRET (OAuth) are set",
         "instances.yaml: instance 'cloud': INGEST_ALL_LABEL: must differ from INGEST_SINGLE_LABEL",
         "instances.yaml: instance 'cloud': CHANGE_SENSOR_INTERVAL_SECONDS: 5 is below the minimum of 30",
         "instances.yaml: instance 'cloud': FRESHNESS_HOURS: '-2' is not a positive number of hours (e.g. 36 or 1.5)",
