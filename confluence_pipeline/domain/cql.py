@@ -18,6 +18,7 @@ BODY_BATCH = 50
 """Ids per body fetch: DC caps any `body.*` expansion at 50 results per page."""
 
 _EXCLUDE_ATTACHMENTS = "type != attachment"
+_NEWEST_FIRST = "ORDER BY lastmodified DESC"
 _DIGITS = re.compile(r"[0-9]+")
 
 
@@ -103,3 +104,17 @@ def changed_since_cql(
     """Labelled content modified at or after `since`, as a date literal in the zone Confluence reads it in."""
     literal = quote(cql_datetime(since, tz))
     return f"{discovery_cql(single_label, all_label, platform)} AND lastmodified >= {literal}"
+
+
+def newest_labelled_cql(single_label: str, all_label: str, platform: Platform) -> str:
+    """The discovery query, most recently modified first: its first visible result is the latest change.
+
+    Ordering instead of a `lastmodified >=` date literal keeps the question independent of the zone Confluence
+    reads literals in (the server's or the user's), which the connector cannot know.
+    """
+    return f"{discovery_cql(single_label, all_label, platform)} {_NEWEST_FIRST}"
+
+
+def newest_descendant_cql(ancestor_ids: Sequence[str]) -> str:
+    """The descendants of the given pages, most recently modified first (callers batch by `ANCESTOR_BATCH`)."""
+    return f"{descendants_cql(ancestor_ids)} {_NEWEST_FIRST}"
