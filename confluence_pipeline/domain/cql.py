@@ -5,11 +5,8 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Sequence
-from datetime import datetime, timezone
-from zoneinfo import ZoneInfo
 
 from confluence_pipeline.domain.models import Platform
-from confluence_pipeline.domain.timefmt import cql_datetime
 
 ANCESTOR_BATCH = 100
 """Ids per `ancestor IN (...)` query (what the vendor's connector uses; keeps URLs well under 8 KB)."""
@@ -96,14 +93,6 @@ def space_labelled_cql(single_label: str, all_label: str, space_key: str) -> str
     if not isinstance(space_key, str) or not space_key:
         raise ValueError(f"space key must be a non-empty string, got {space_key!r}")
     return f"{_label_clause(single_label, all_label)} AND space = {quote(space_key)} AND {_EXCLUDE_ATTACHMENTS}"
-
-
-def changed_since_cql(
-    single_label: str, all_label: str, platform: Platform, since: datetime, tz: ZoneInfo | timezone
-) -> str:
-    """Labelled content modified at or after `since`, as a date literal in the zone Confluence reads it in."""
-    literal = quote(cql_datetime(since, tz))
-    return f"{discovery_cql(single_label, all_label, platform)} AND lastmodified >= {literal}"
 
 
 def newest_labelled_cql(single_label: str, all_label: str, platform: Platform) -> str:
