@@ -23,7 +23,9 @@ NOW = datetime(2024, 5, 6, 10, 20, 30, tzinfo=UTC)
 
 
 def build_change_sensor(environ: dict[str, str], **kw: Any) -> dg.SensorDefinition:
-    return build_from_settings(load_location_settings(environ), confluence_sync, environ, **kw)
+    """The sensor as definitions.py builds it for one instance: its settings, its job, its resources."""
+    resources = resources_from_env(environ)
+    return build_from_settings(load_location_settings(environ), confluence_sync, environ, resources=resources, **kw)
 
 
 def change_sensor_interval(environ: dict[str, str]) -> int:
@@ -36,8 +38,7 @@ SEARCH = r"/content/search$"
 
 def tick(box: Sandbox, cursor: str | None) -> Any:
     sensor = build_change_sensor(box.env, clock=lambda: NOW)
-    resources = resources_from_env(box.env)
-    with dg.build_sensor_context(cursor=cursor, instance=box.instance, resources=resources) as context:
+    with dg.build_sensor_context(cursor=cursor, instance=box.instance) as context:
         return sensor.evaluate_tick(context)
 
 

@@ -16,7 +16,7 @@ def _started_sync(instance: dg.DagsterInstance, pid: int) -> dg.DagsterRun:
     return instance.create_run_for_job(
         job_def=dg.GraphDefinition(name="confluence_sync", node_defs=[]).to_job(),
         status=dg.DagsterRunStatus.STARTED,
-        tags={WRITER_TAG: "true", WORKER_TAG: f"{socket.gethostname()}:{pid}"},
+        tags={WRITER_TAG: "default", WORKER_TAG: f"{socket.gethostname()}:{pid}"},
     )
 
 
