@@ -29,9 +29,13 @@ def concurrent_steps(run_config: Mapping[str, Any] | None) -> int:
 
 
 def executor_config(executor: Executor, max_concurrent_steps: int) -> dict[str, Any]:
-    """The `execution: config:` section of Dagster's `multi_or_in_process_executor` for these settings."""
+    """The `execution: config:` section of Dagster's `multi_or_in_process_executor` for these settings.
+
+    Step processes fork from a server that has imported the code location once (Dagster preloads the run's
+    module): a spawned process would import Dagster and the connector again for every step, seconds each.
+    """
     if executor is Executor.MULTIPROCESS:
-        return {"multiprocess": {"max_concurrent": max_concurrent_steps}}
+        return {"multiprocess": {"max_concurrent": max_concurrent_steps, "start_method": {"forkserver": {}}}}
     return {"in_process": {}}
 
 
