@@ -23,6 +23,7 @@ from confluence_pipeline.jobs.sync import confluence_sync
 from confluence_pipeline.jobs.writers import instance_tags
 from confluence_pipeline.resources import resources_from_env
 from confluence_sandbox.confluence import ConfluenceEmulator
+from confluence_sandbox.http import EmulatorServer, Request, Response
 from confluence_sandbox.unique import UniqueEmulator
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -404,3 +405,23 @@ def make_two_instances(
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         yield TwoInstances(dc, cloud, unique, path, env, scope)
+
+
+# -- alert webhooks ---------------------------------------------------------------------------------------------
+HOOK_PATH = "/hooks/T0-hook-Secret-Path"  # chat webhook URLs carry their token in the path
+
+
+class WebhookReceiver(EmulatorServer):
+    """A chat webhook: records what alerts POST, answers with `status`."""
+
+    name = "webhook"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.status = 200
+
+    def handle(self, request: Request) -> Response:
+        return Response.json({"ok": self.status < 300}, status=self.status)
+
+    def payloads(self) -> list[dict[str, Any]]:
+        return [json.loads(r.body) for r in self.requests if r.method == "POST" and r.path == HOOK_PATH]

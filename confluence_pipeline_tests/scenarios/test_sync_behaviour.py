@@ -8,7 +8,7 @@ from urllib.parse import unquote
 import dagster as dg
 import pytest
 
-from confluence_pipeline_tests.support import Sandbox, failure_text
+from confluence_pipeline_tests.support import Sandbox, failure_text, logged, output_metadata
 from confluence_sandbox.http import Fault
 
 STORAGE_BODY = (
@@ -465,6 +465,25 @@ def test_run_metadata_reports_per_space_totals_and_request_counts(onprem: Sandbo
     assert observation.metadata["total_new"].value == 3
     per_space = {row["space_key"]: row["new"] for row in observation.metadata["per_space"].value}
     assert per_space == {"ENG": 2, "HR": 1}
+
+
+def test_the_ingest_step_reports_its_progress_and_pace(onprem: Sandbox) -> None:
+    wiki = onprem.confluence.wiki
+    wiki.add_space("ENG", "Engineering")
+    for n in range(7):
+        wiki.add_page("ENG", f"Page {n}", labels=["ai-ingest"])
+
+    result = onprem.run_sync()
+
+    (step,) = [key for key in _step_keys(result) if key.startswith("ingest_and_delete[")]
+    metadata = output_metadata(result, step)
+    assert (metadata["pages_done"], metadata["pages_total"]) == (7, 7)
+    assert metadata["pages_per_second"] > 0 and metadata["ingest_seconds"] >= 0
+    assert any(line.startswith("Space ENG: 7/7 pages (") and " in " in line for line in logged(onprem, result))
+
+
+def _step_keys(result: dg.ExecuteInProcessResult) -> set[str]:
+    return {event.step_key for event in result.all_events if event.step_key}
 
 
 @pytest.mark.parametrize("run_config", [{"test_mode": True}, {"space_keys": ["ENG"]}])
