@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import dagster as dg
 import pytest
 import yaml
 
+from confluence_pipeline.jobs.writers import WORKER_TAG
 from confluence_pipeline_tests.support import REPO_ROOT, Sandbox, expected_state, unique_state
 from confluence_sandbox.unique.server import TOKEN_PATH
 
@@ -77,6 +79,8 @@ def test_a_multiprocess_sync_reaches_the_same_end_state_within_the_caps(
     (run_pid,) = {event.pid for event in events if event.event_type == dg.DagsterEventType.RUN_START}
 
     assert len(step_pids) >= 7 and run_pid not in step_pids
+    # The one-writer check records the run's worker, not the short-lived step process that ran the check.
+    assert instance.get_run_by_id(run.run_id).tags[WORKER_TAG] == f"{socket.gethostname()}:{run_pid}"
     assert any((dagster_home / "storage" / run.run_id).rglob("*")), "no step output was stored"
     # Each step paced its requests at its share of each cap, and the run as a whole stayed within them.
     messages = [e.user_message for e in entries]
