@@ -28,13 +28,13 @@ from confluence_pipeline.clients.confluence import ConfluenceClient, build_confl
 from confluence_pipeline.clients.errors import RemoteError
 from confluence_pipeline.clients.tls import TrustStoreError, build_ssl_context
 from confluence_pipeline.clients.transport import RetryPolicy
-from confluence_pipeline.config.location import LocationSettings
+from confluence_pipeline.config.location import AlertSettings, ScheduleSettings
 from confluence_pipeline.config.secrets import Scrubber
 from confluence_pipeline.config.settings import CloudSettings, ConfigurationError, OnPremSettings
 from confluence_pipeline.domain.batches import batched
 from confluence_pipeline.domain.cql import ANCESTOR_BATCH, discovery_cql, newest_descendant_cql, newest_labelled_cql
 from confluence_pipeline.domain.timefmt import to_utc_iso
-from confluence_pipeline.resources import ConfluenceResource, SyncOptionsResource, UniqueResource
+from confluence_pipeline.resources import ConfluenceResource, SyncOptionsResource, UniqueResource, VariablesResource
 from confluence_pipeline.schedules import TRIGGER_TAG, sync_in_progress
 
 log = logging.getLogger(__name__)
@@ -177,9 +177,9 @@ def _describe(moment: datetime | None) -> str:
     return "nothing watched exists yet" if moment is None else _utc_text(moment)
 
 
-def run_key_for(newest: datetime) -> str:
+def run_key_for(newest: datetime, sensor_name: str = CHANGE_SENSOR_NAME) -> str:
     """The change's own time: a re-evaluated tick sees the same newest modification and cannot start a second run."""
-    return f"{CHANGE_SENSOR_NAME}:{_utc_text(newest)}"
+    return f"{sensor_name}:{_utc_text(newest)}"
 
 
 def open_sensor_client(settings: OnPremSettings | CloudSettings) -> ConfluenceClient:
@@ -187,30 +187,21 @@ def open_sensor_client(settings: OnPremSettings | CloudSettings) -> ConfluenceCl
 
 
 def build_change_sensor(
-    location: LocationSettings,
+    location: ScheduleSettings,
     job: dg.JobDefinition,
     environ: Mapping[str, str] | None = None,
     *,
+    resources: Mapping[str, VariablesResource],
+    name: str = CHANGE_SENSOR_NAME,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> dg.SensorDefinition:
-    """The change sensor for `job`, ticking every CHANGE_SENSOR_INTERVAL_SECONDS.
+    """The change sensor of one instance: `job` and the instance's `resources`, every CHANGE_SENSOR_INTERVAL_SECONDS.
 
     `clock` measures the tick against TICK_BUDGET; `environ` (default: the process environment) is read only to
     point out a CONFLUENCE_TIMEZONE that is still set.
     """
     interval = location.change_sensor_interval_seconds
 
-    @dg.sensor(
-        name=CHANGE_SENSOR_NAME,
-        job=job,
-        minimum_interval_seconds=interval,
-        default_status=dg.DefaultSensorStatus.STOPPED,
-        description=(
-            f"Every {interval} s (CHANGE_SENSOR_INTERVAL_SECONDS): request a {job.name} run when labelled "
-            "Confluence content (or a descendant of an INGEST_ALL_LABEL page) was modified after the newest "
-            "modification the last check saw."
-        ),
-    )
     def confluence_change_sensor(
         context: dg.SensorEvaluationContext,
         confluence: ConfluenceResource,
@@ -262,28 +253,44 @@ def build_change_sensor(
                 f"no change after {_describe(seen.newest)} (newest modification: {_describe(latest.newest)})"
             )
         tags = {
-            TRIGGER_TAG: CHANGE_SENSOR_NAME,
+            TRIGGER_TAG: name,
             "confluence_pipeline/change": change,
             "confluence_pipeline/newest_modified": _utc_text(latest.newest),
         }
         if seen.newest is not None:
             tags["confluence_pipeline/changed_since"] = _utc_text(seen.newest)
-        return dg.RunRequest(run_key=run_key_for(latest.newest), tags=tags)
+        return dg.RunRequest(run_key=run_key_for(latest.newest, name), tags=tags)
 
-    return confluence_change_sensor
+    @dg.sensor(
+        name=name,
+        job=job,
+        minimum_interval_seconds=interval,
+        default_status=dg.DefaultSensorStatus.STOPPED,
+        description=(
+            f"Every {interval} s (CHANGE_SENSOR_INTERVAL_SECONDS): request a {job.name} run when labelled "
+            "Confluence content (or a descendant of an INGEST_ALL_LABEL page) was modified after the newest "
+            "modification the last check saw."
+        ),
+    )
+    def instance_change_sensor(context: dg.SensorEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+        # A sensor binds no resources of its own, and each instance has its own: built for the length of a tick.
+        with dg.build_resources(resources) as built:
+            return confluence_change_sensor(context, built.confluence, built.unique, built.sync_options)
+
+    return instance_change_sensor
 
 
 def build_failure_sensor(
-    location: LocationSettings, jobs: list[dg.JobDefinition], scrubber: Scrubber
+    location: AlertSettings, jobs: list[dg.JobDefinition], scrubber: Scrubber
 ) -> dg.SensorDefinition:
-    """Reports every failed sync run: a log line always, a webhook POST when ALERT_WEBHOOK_URL is set."""
+    """Reports every failed sync run of every instance: a log line always, a POST when ALERT_WEBHOOK_URL is set."""
     webhook = location.alert_webhook_url
 
     @dg.run_failure_sensor(
         name=FAILURE_SENSOR_NAME,
         monitored_jobs=jobs,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"Report failed sync runs in the log and, when {WEBHOOK_VARIABLE} is set, to it.",
+        description=f"Report failed sync runs of every instance in the log and, when {WEBHOOK_VARIABLE} is set, to it.",
     )
     def confluence_sync_failure_sensor(context: dg.RunFailureSensorContext) -> None:
         report = build_failure_report(

@@ -1,9 +1,10 @@
-"""One Unique writer at a time: every writer job refuses to start next to another starting or running writer."""
+"""One Unique writer per instance at a time: a writer job refuses to start next to a running writer of its instance."""
 
 from __future__ import annotations
 
 import functools
 import logging
+import multiprocessing
 import os
 import secrets
 import socket
@@ -15,9 +16,14 @@ from pathlib import Path
 import dagster as dg
 from dagster import DagsterRunStatus, RunRecord, RunsFilter
 
+from confluence_pipeline.config.instances import DEFAULT_INSTANCE
+
 log = logging.getLogger(__name__)
 
 WRITER_TAG = "confluence_pipeline/unique-writer"
+"""Its value names the instance: the run queue holds one run per value, so instances write in parallel."""
+INSTANCE_TAG = "confluence_pipeline/instance"
+"""The instance a run belongs to: the Runs page filters by it, alerts name it."""
 IN_PROGRESS = [
     DagsterRunStatus.QUEUED,
     DagsterRunStatus.NOT_STARTED,
@@ -37,6 +43,22 @@ WORKER_TAG = "confluence_pipeline/run-worker"
 
 INITIAL_PID_NAMESPACE = 0xEFFFFFFC  # the inode Linux gives the initial (host) PID namespace, always
 _PROC = Path("/proc")
+
+
+def instance_tags(instance_name: str) -> dict[str, str]:
+    """The tags of every job of one instance, and so of its runs."""
+    return {WRITER_TAG: instance_name, INSTANCE_TAG: instance_name}
+
+
+def instance_of(context: dg.OpExecutionContext) -> str:
+    """The instance whose job this op runs in, from the job's definition (a launch cannot change it)."""
+    return context.job_def.tags.get(INSTANCE_TAG, DEFAULT_INSTANCE)
+
+
+def _worker_pid() -> int:
+    """The process executing the run: a multiprocess executor's step runs in a short-lived child of it."""
+    parent = multiprocessing.parent_process()
+    return os.getpid() if parent is None or parent.pid is None else parent.pid
 
 
 @dataclass(frozen=True)
@@ -103,8 +125,8 @@ class Sighting:
 
 
 def this_worker() -> RunWorker:
-    """This process, as a run's worker tag names it."""
-    pid = os.getpid()
+    """The run's worker process as a worker tag names it: this process, or the one whose step process this is."""
+    pid = _worker_pid()
     return RunWorker(
         host=socket.gethostname(),
         pid=pid,
@@ -250,15 +272,17 @@ def refuse_concurrent_sync(context: dg.OpExecutionContext, job_name: str) -> Non
 
 
 def refuse_concurrent_writer(context: dg.OpExecutionContext, what: str) -> None:
-    """Refuse to start next to another run tagged `WRITER_TAG` of this instance.
+    """Refuse to start next to another run whose `WRITER_TAG` names the same instance.
 
     `dagster job execute` bypasses the run queue and its tag limit, so every writer checks here. Only runs
     that are created, starting or running count (queued ones wait behind us); of two that start together
     the older proceeds, so exactly one of them writes. Runs whose worker process is known to have died are
-    marked failed (`worker_is_gone`), unless Dagster's run monitoring checks run workers itself.
+    marked failed (`worker_is_gone`), unless Dagster's run monitoring checks run workers itself. Writers of
+    other instances own other content and are no reason to wait.
     """
     context.instance.add_run_tags(context.run_id, {WORKER_TAG: this_worker().tag()})
-    records = _active_records(context, RunsFilter(tags={WRITER_TAG: "true"}, statuses=_ACTIVE))
+    writer = context.job_def.tags.get(WRITER_TAG, DEFAULT_INSTANCE)
+    records = _active_records(context, RunsFilter(tags={WRITER_TAG: writer}, statuses=_ACTIVE))
     mine = next((r for r in records if r.dagster_run.run_id == context.run_id), None)
     my_order = (mine.create_timestamp, context.run_id) if mine is not None else None
     older = [
@@ -272,7 +296,7 @@ def refuse_concurrent_writer(context: dg.OpExecutionContext, what: str) -> None:
         raise dg.Failure(
             description=(
                 f"Another {older[0].job_name} run is in progress ({ids}); refusing to start {what} next to it "
-                "against the same Unique target. Nothing was written. Wait for it to finish or cancel it."
+                f"for the same instance ({writer}). Nothing was written. Wait for it to finish or cancel it."
             ),
             allow_retries=False,
         )

@@ -16,6 +16,7 @@ from confluence_pipeline.domain.cql import BODY_BATCH
 from confluence_pipeline.domain.keys import content_key
 from confluence_pipeline.domain.metadata import content_metadata
 from confluence_pipeline.domain.models import PageBody, Source, SpaceRef
+from confluence_pipeline.sync.progress import PageProgress
 from confluence_pipeline.sync.reports import PageFailure
 
 log = logging.getLogger(__name__)
@@ -169,14 +170,17 @@ def ingest_pages(
     source: Source,
     mark: str,
     concurrency: int,
+    progress: PageProgress | None = None,
 ) -> IngestOutcome:
     """Ingest the pages `page_ids`; at most two batches of bodies are held at once.
 
     While the workers upload one batch, the next is fetched and queued behind it, so no worker waits at a
     batch boundary; the oldest batch is collected before a third is fetched, which bounds the memory.
+    `progress` (by default one of its own) logs how far the space got at regular intervals.
     """
     outcome = IngestOutcome()
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"ingest-{space.key[:10]}") as pool:
+    progress = progress or PageProgress(f"Space {space.key}", len(page_ids))
+    with progress, ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"ingest-{space.key[:10]}") as pool:
         in_flight: deque[list[tuple[PageBody, Future[None]]]] = deque()
         for batch in batched(list(page_ids), BODY_BATCH):
             if len(in_flight) == 2:
@@ -184,12 +188,13 @@ def ingest_pages(
             bodies, existing = _existing_keys(
                 unique, space, _fetch_batch(confluence, space, batch, outcome), new_ids, outcome
             )
+            progress.advance(len(batch) - len(bodies))  # failed or gone before their upload
             in_flight.append(
                 [
                     (
                         body,
                         pool.submit(
-                            _ingest_one,
+                            progress.counted(_ingest_one),
                             unique,
                             space,
                             body,

@@ -12,6 +12,7 @@ from confluence_pipeline.clients.unique import UniqueClient
 from confluence_pipeline.domain.guards import GuardTripped
 from confluence_pipeline.domain.models import PageRef, Source, SpaceRef, SyncLabels
 from confluence_pipeline.sync.ingestion import ingest_pages
+from confluence_pipeline.sync.progress import PageProgress
 from confluence_pipeline.sync.reports import PageFailure, SpaceReport
 from confluence_pipeline.sync.targets import StoredSpace
 
@@ -68,6 +69,7 @@ def write_space(
     source: Source,
     concurrency: int,
     test_mode: bool,
+    progress: PageProgress | None = None,
 ) -> SpaceReport:
     """Ingest new and updated pages, then delete stale ones. In test mode only count."""
     report = SpaceReport(
@@ -101,6 +103,7 @@ def write_space(
             source=source,
             mark=diff.mark,
             concurrency=concurrency,
+            progress=progress,
         )
         report.new, report.updated = outcome.created, outcome.updated
         report.skipped += outcome.skipped

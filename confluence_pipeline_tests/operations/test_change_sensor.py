@@ -11,11 +11,12 @@ from typing import Any
 import dagster as dg
 import pytest
 
+from confluence_pipeline.config.instances import Instance, InstanceStatus, environment_bindings
 from confluence_pipeline.config.location import DEFAULT_SENSOR_INTERVAL_SECONDS as DEFAULT_INTERVAL_SECONDS
 from confluence_pipeline.config.location import load_location_settings
 from confluence_pipeline.config.settings import LoadTimeConfigurationError as SensorConfigurationError
-from confluence_pipeline.jobs.sync import confluence_sync
-from confluence_pipeline.resources import resources_from_env
+from confluence_pipeline.jobs.sync import build_sync_job, confluence_sync
+from confluence_pipeline.resources import resources_for, resources_from_env
 from confluence_pipeline.schedules import TRIGGER_TAG
 from confluence_pipeline.sensors import CHANGE_SENSOR_NAME, TICK_BUDGET
 from confluence_pipeline.sensors import build_change_sensor as build_from_settings
@@ -28,7 +29,9 @@ NEWEST_FIRST = " ORDER BY lastmodified DESC"
 
 
 def build_change_sensor(environ: dict[str, str], **kw: Any) -> dg.SensorDefinition:
-    return build_from_settings(load_location_settings(environ), confluence_sync, environ, **kw)
+    """The sensor as definitions.py builds it for one instance: its settings, its job, its resources."""
+    resources = resources_from_env(environ)
+    return build_from_settings(load_location_settings(environ), confluence_sync, environ, resources=resources, **kw)
 
 
 def change_sensor_interval(environ: dict[str, str]) -> int:
@@ -43,8 +46,7 @@ def cursor_for(newest: datetime | None) -> str:
 
 def tick(box: Sandbox, cursor: str | None, *, clock: Callable[[], datetime] = lambda: NOW) -> Any:
     sensor = build_change_sensor(box.env, clock=clock)
-    resources = resources_from_env(box.env)
-    with dg.build_sensor_context(cursor=cursor, instance=box.instance, resources=resources) as context:
+    with dg.build_sensor_context(cursor=cursor, instance=box.instance) as context:
         return sensor.evaluate_tick(context)
 
 
@@ -379,3 +381,26 @@ def test_the_sensor_is_stopped_by_default_and_its_interval_comes_from_the_enviro
 def test_an_invalid_interval_fails_naming_the_variable(value: str) -> None:
     with pytest.raises(SensorConfigurationError, match="CHANGE_SENSOR_INTERVAL_SECONDS"):
         change_sensor_interval({"CHANGE_SENSOR_INTERVAL_SECONDS": value})
+
+
+def test_an_instance_sensor_requests_its_own_job_and_waits_only_for_its_own_syncs(onprem: Sandbox) -> None:
+    labelled_page(onprem, datetime(2024, 5, 6, 10, 16, tzinfo=UTC))
+    emea = Instance("emea", InstanceStatus.ACTIVE, environment_bindings(onprem.env), None)
+    job = build_sync_job(emea)
+    name = emea.change_sensor_name
+    sensor = build_from_settings(
+        load_location_settings(onprem.env), job, onprem.env, resources=resources_for(emea), name=name, clock=lambda: NOW
+    )
+    fake_run(onprem.instance, dg.DagsterRunStatus.STARTED)  # the default instance's sync: none of its business
+
+    def evaluate() -> Any:
+        with dg.build_sensor_context(cursor=CURSOR, instance=onprem.instance) as context:
+            return sensor.evaluate_tick(context)
+
+    (request,) = evaluate().run_requests
+    assert (sensor.name, sensor.job_name) == ("confluence_change_sensor__emea", "confluence_sync__emea")
+    assert request.tags[TRIGGER_TAG] == "confluence_change_sensor__emea"
+
+    busy = fake_run(onprem.instance, dg.DagsterRunStatus.QUEUED, job.name, of_instance="emea")
+    skipped = evaluate()
+    assert skipped.run_requests == [] and busy.run_id in (skipped.skip_message or "")

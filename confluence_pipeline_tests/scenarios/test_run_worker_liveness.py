@@ -15,6 +15,7 @@ import pytest
 from dagster._core.launcher import DefaultRunLauncher
 from dagster._core.launcher.base import CheckRunHealthResult, WorkerStatus
 
+from confluence_pipeline.config.instances import DEFAULT_INSTANCE
 from confluence_pipeline.jobs import writers
 from confluence_pipeline.jobs.writers import WORKER_TAG, WRITER_TAG, RunWorker, look_up_process, this_worker
 from confluence_pipeline_tests.support import INSTANCE_SETTINGS, Sandbox, failure_text
@@ -38,7 +39,7 @@ def started_sync(instance: dg.DagsterInstance, worker_tag: str) -> dg.DagsterRun
     return instance.create_run_for_job(
         job_def=dg.GraphDefinition(name="confluence_sync", node_defs=[]).to_job(),
         status=dg.DagsterRunStatus.STARTED,
-        tags={WRITER_TAG: "true", WORKER_TAG: worker_tag},
+        tags={WRITER_TAG: DEFAULT_INSTANCE, WORKER_TAG: worker_tag},
     )
 
 
