@@ -67,10 +67,14 @@ def build_definitions(environ: Mapping[str, str]) -> dg.Definitions:
 
 def _change_sensor(instance: Instance, job: dg.JobDefinition) -> dg.SensorDefinition:
     assert instance.location is not None
-    # The sensor reads the Confluence server's zone as if from the environment: the instance's own value.
-    zone = {TIMEZONE_VARIABLE: instance.location.confluence_timezone}
+    # The sensor needs no time zone; it only points out a CONFLUENCE_TIMEZONE the instance still sets.
+    zone = instance.location.confluence_timezone
     return build_change_sensor(
-        instance.location, job, zone, resources=resources_for(instance), name=instance.change_sensor_name
+        instance.location,
+        job,
+        {} if zone is None else {TIMEZONE_VARIABLE: zone},
+        resources=resources_for(instance),
+        name=instance.change_sensor_name,
     )
 
 

@@ -114,7 +114,8 @@ class InstanceLocationSettings(ScheduleSettings):
     """What one instance's schedule and sensors are built from when the code location loads."""
 
     freshness_hours: FreshnessHours = Field(DEFAULT_FRESHNESS_HOURS, alias="FRESHNESS_HOURS")
-    confluence_timezone: TimeZoneName = Field(DEFAULT_TIMEZONE, alias="CONFLUENCE_TIMEZONE")
+    # No longer used (the change sensor compares Confluence's own times); kept so that its sensor can say so.
+    confluence_timezone: str | None = Field(None, alias="CONFLUENCE_TIMEZONE")
 
 
 def load_location_settings(variables: Mapping[str, Any]) -> LocationSettings:

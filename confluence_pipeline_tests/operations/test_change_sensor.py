@@ -15,6 +15,7 @@ from confluence_pipeline.config.instances import Instance, InstanceStatus, envir
 from confluence_pipeline.config.location import DEFAULT_SENSOR_INTERVAL_SECONDS as DEFAULT_INTERVAL_SECONDS
 from confluence_pipeline.config.location import load_location_settings
 from confluence_pipeline.config.settings import LoadTimeConfigurationError as SensorConfigurationError
+from confluence_pipeline.definitions import build_definitions
 from confluence_pipeline.jobs.sync import build_sync_job, confluence_sync
 from confluence_pipeline.resources import resources_for, resources_from_env
 from confluence_pipeline.schedules import TRIGGER_TAG
@@ -404,3 +405,20 @@ def test_an_instance_sensor_requests_its_own_job_and_waits_only_for_its_own_sync
     busy = fake_run(onprem.instance, dg.DagsterRunStatus.QUEUED, job.name, of_instance="emea")
     skipped = evaluate()
     assert skipped.run_requests == [] and busy.run_id in (skipped.skip_message or "")
+
+
+@pytest.mark.parametrize(("setting", "noted"), [(None, False), ("Atlantis/Capital", True)])
+def test_the_instance_sensor_notes_a_leftover_confluence_timezone_only_when_set(
+    onprem: Sandbox, setting: str | None, noted: bool
+) -> None:
+    if setting is not None:
+        onprem.set_env(CONFLUENCE_TIMEZONE=setting)
+    labelled_page(onprem, NOW - timedelta(hours=1), title="Before")
+    definitions = build_definitions(onprem.env)  # loads: an ignored variable is never a load error
+    sensor = definitions.get_sensor_def(CHANGE_SENSOR_NAME)
+
+    with dg.build_sensor_context(cursor=None, instance=onprem.instance) as context:
+        first = sensor.evaluate_tick(context)
+
+    assert first.cursor == cursor_for(NOW - timedelta(hours=1))
+    assert ("CONFLUENCE_TIMEZONE is no longer needed and is ignored" in (first.skip_message or "")) is noted
