@@ -103,3 +103,19 @@ def changed_since_cql(
     """Labelled content modified at or after `since`, as a date literal in the zone Confluence reads it in."""
     literal = quote(cql_datetime(since, tz))
     return f"{discovery_cql(single_label, all_label, platform)} AND lastmodified >= {literal}"
+
+
+TITLE_BATCH = 20
+"""(space, title) pairs per page-by-title query: each pair adds about 60 characters to the URL."""
+
+
+def page_titles_cql(pairs: Sequence[tuple[str, str]]) -> str:
+    """Pages by (space key, title), as storage format names the page an image is attached to."""
+    if isinstance(pairs, str | bytes) or not pairs:
+        raise ValueError(f"page titles must be a non-empty sequence of (space key, title) pairs, got {pairs!r}")
+    clauses = []
+    for space_key, title in pairs:
+        if not space_key or not title:
+            raise ValueError(f"a page is named by a space key and a title, got {(space_key, title)!r}")
+        clauses.append(f"(space = {quote(space_key)} AND title = {quote(title)})")
+    return f"type = page AND ({' OR '.join(clauses)})"
