@@ -19,14 +19,17 @@ from confluence_pipeline.jobs.writers import WRITER_TAG, refuse_concurrent_sync
 from confluence_pipeline.resources import ConfluenceResource, SyncOptionsResource, UniqueResource, require_valid
 from confluence_pipeline.sync import discovery
 from confluence_pipeline.sync.diffing import diff_space
+from confluence_pipeline.sync.images import ImageInliner
 from confluence_pipeline.sync.planning import plan_sync
 from confluence_pipeline.sync.reports import (
     RequestTotals,
     SpaceReport,
     SyncTotals,
+    attachments_table,
     failure_description,
     merge_reports,
     per_space_table,
+    skipped_description,
 )
 from confluence_pipeline.sync.spaces import SpaceDiff, SpaceWork, write_space
 from confluence_pipeline.sync.targets import StoredSpace, TargetScopes
@@ -181,6 +184,12 @@ def diff_space_op(
     context.log.info(
         f"Diff {work.space.key}: {result.discovered} discovered, {len(result.to_create)} new, "
         f"{len(result.to_update)} updated, {result.unchanged} unchanged, {len(result.delete_ids)} to delete"
+        + (
+            f"; attachments: {result.attachments_discovered} discovered, {len(result.attachments_to_create)} new, "
+            f"{len(result.attachments_to_update)} updated, {result.attachments_skipped} skipped"
+            if result.attachments_discovered
+            else ""
+        )
         + "".join(f"; {note}" for note in result.notes)
         + (f"; GUARD: {result.guard}" if result.guard else "")
     )
@@ -191,6 +200,11 @@ def diff_space_op(
             "to_delete": len(result.delete_ids),
             "old_copies_to_replace": len(result.replaced_ids),
             "kept_after_confirmation": result.kept,
+            "attachments_new": len(result.attachments_to_create),
+            "attachments_updated": len(result.attachments_to_update),
+            "attachments_unchanged": result.attachments_unchanged,
+            "attachments_skipped": result.attachments_skipped,
+            "pages_with_changed_images": result.images_changed,
             "guard": result.guard or "",
             **meter.metadata(),
         }
@@ -219,7 +233,7 @@ def check_guards(
         )
     meter = StepRequests(unique=unique)
     test_mode = config.resolved_test_mode(sync_options)
-    needing_scope = [d.space for d in diffs if d.to_create or d.to_update]
+    needing_scope = [d.space for d in diffs if d.has_uploads]
     scope_ids: dict[str, str] = {}
     if needing_scope and not test_mode:
         try:
@@ -244,9 +258,13 @@ def ingest_and_delete(
     confluence: ConfluenceResource,
     unique: UniqueResource,
 ) -> SpaceReport:
-    """Upload new and updated pages of one space (bodies fetched in batches here), then delete stale ones."""
+    """Upload new and updated pages of one space (bodies fetched in batches here) and their attachments (streamed),
+    then delete stale items."""
     meter = StepRequests(confluence=confluence, unique=unique)
     settings = confluence.settings
+    images = (
+        ImageInliner(confluence.client, max_bytes=settings.inline_image_max_bytes) if settings.inline_images else None
+    )
     report = write_space(
         task.diff,
         confluence.client,
@@ -256,13 +274,23 @@ def ingest_and_delete(
         source=settings.source,
         concurrency=unique.settings.concurrency,
         test_mode=task.test_mode,
+        images=images,
     )
     context.log.info(
         f"Space {report.space_key}: {report.new} new, {report.updated} updated, {report.deleted} deleted, "
         f"{report.failed} failed, {report.skipped} skipped"
+        + (
+            f"; attachments: {report.attachments_new} new, {report.attachments_updated} updated, "
+            f"{report.attachments_deleted} deleted, {report.attachments_failed} failed, "
+            f"{report.bytes_moved} bytes moved"
+            if report.attachments or report.attachments_deleted
+            else ""
+        )
         + (" (test mode: would-be counts)" if report.test_mode else "")
     )
-    context.add_output_metadata({**report.counts(), **meter.metadata()})
+    context.add_output_metadata(
+        {**report.counts(), **report.attachment_counts(), "bytes_moved": report.bytes_moved, **meter.metadata()}
+    )
     return report
 
 
@@ -294,7 +322,7 @@ def summarize_sync(
     if len(totals.failures) > tolerance:
         raise dg.Failure(
             description=failure_description(totals.failures, tolerance),
-            metadata={**metadata, "failed_pages": ", ".join(f.page_id for f in totals.failures[:200])},
+            metadata={**metadata, "failed_pages": ", ".join(f.relative_key for f in totals.failures[:200])},
             allow_retries=False,
         )
     return totals.as_dict()
@@ -334,6 +362,12 @@ def _summary_metadata(
     totals: SyncTotals, requests: RequestTotals, merged: list[SpaceReport], test_mode: bool
 ) -> dict[str, Any]:
     metadata: dict[str, Any] = {f"total_{name}": count for name, count in totals.as_dict().items()}
+    metadata.update({f"total_{name}": count for name, count in totals.attachments_dict().items()})
+    metadata["attachment_bytes_moved"] = totals.bytes_moved
+    if any(totals.attachments_dict().values()):
+        metadata["attachments_per_space"] = dg.MetadataValue.md(attachments_table(merged))
+    if totals.skips:
+        metadata["skipped_attachments"] = dg.MetadataValue.md(skipped_description(totals.skips))
     metadata.update(
         {
             "spaces": totals.spaces,
@@ -357,6 +391,7 @@ def _space_observation(report: SpaceReport, by_step: dict[str, dict[str, int]]) 
         asset_key=dg.AssetKey(["confluence_space", _asset_safe(report.space_key)]),
         metadata={
             **report.counts(),
+            **report.attachment_counts(),
             "space_key": report.space_key,
             "confluence_requests": sum(requests.confluence.values()),
             "unique_requests": sum(requests.unique.values()),

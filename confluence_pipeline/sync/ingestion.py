@@ -7,6 +7,8 @@ from collections import deque
 from collections.abc import Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
 from confluence_pipeline.clients.confluence import ConfluenceClient
 from confluence_pipeline.clients.errors import RemoteError
@@ -16,6 +18,7 @@ from confluence_pipeline.domain.cql import BODY_BATCH
 from confluence_pipeline.domain.keys import content_key
 from confluence_pipeline.domain.metadata import content_metadata
 from confluence_pipeline.domain.models import PageBody, Source, SpaceRef
+from confluence_pipeline.sync.images import ImageInliner
 from confluence_pipeline.sync.reports import PageFailure
 
 log = logging.getLogger(__name__)
@@ -96,7 +99,7 @@ def _ingest_one(
         title=page.title,
         url=page.web_url,
         byte_size=len(data),
-        metadata=content_metadata(page, sync_labels, mark),
+        metadata={**content_metadata(page, sync_labels, mark), **dict(body.metadata)},
         scope_id=scope_id,
         source=source,
     )
@@ -120,6 +123,11 @@ def _ingest_one(
         raise _PageFailed(stage, str(exc)) from exc
 
 
+def _ingest_with_images(images: ImageInliner, unique: UniqueClient, space: SpaceRef, body: PageBody, **kw: Any) -> None:
+    with images.page(body) as inlined:
+        _ingest_one(unique, space, inlined, **kw)
+
+
 def ingest_pages(
     confluence: ConfluenceClient,
     unique: UniqueClient,
@@ -132,11 +140,13 @@ def ingest_pages(
     source: Source,
     mark: str,
     concurrency: int,
+    images: ImageInliner | None = None,
 ) -> IngestOutcome:
     """Ingest the pages `page_ids`; at most two batches of bodies are held at once.
 
     While the workers upload one batch, the next is fetched and queued behind it, so no worker waits at a
-    batch boundary; the oldest batch is collected before a third is fetched, which bounds the memory.
+    batch boundary; the oldest batch is collected before a third is fetched, which bounds the memory. With
+    `images`, each body's images are inlined by the worker that uploads it.
     """
     outcome = IngestOutcome()
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"ingest-{space.key[:10]}") as pool:
@@ -145,12 +155,15 @@ def ingest_pages(
             if len(in_flight) == 2:
                 _collect(in_flight.popleft(), outcome, space, new_ids)
             bodies = _fetch_batch(confluence, space, batch, outcome)
+            if images is not None:
+                images.prepare(bodies)
+            ingest: Any = _ingest_one if images is None else partial(_ingest_with_images, images)
             in_flight.append(
                 [
                     (
                         body,
                         pool.submit(
-                            _ingest_one,
+                            ingest,
                             unique,
                             space,
                             body,

@@ -1,0 +1,213 @@
+"""Attachments in the sync: complete the lists cut at the inline cap, and stream each file from Confluence to Unique.
+
+A file is never held: its download is piped chunk by chunk into the upload, whose `Content-Length` is the size
+Confluence listed, so memory stays flat however large the file. A failed transfer is tried again from the
+start (a new download) a few times; an attachment that still fails fails alone, never its page.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from confluence_pipeline.clients.confluence import ConfluenceClient
+from confluence_pipeline.clients.errors import RemoteError
+from confluence_pipeline.clients.unique import ContentSpec, Registration, UniqueClient
+from confluence_pipeline.domain.attachments import AttachmentItem, attachment_metadata, media_type
+from confluence_pipeline.domain.keys import content_key
+from confluence_pipeline.domain.models import PageRef, Source, SpaceRef
+from confluence_pipeline.sync.reports import PageFailure
+
+log = logging.getLogger(__name__)
+
+TRANSFER_ATTEMPTS = 3
+"""Whole transfers (download and upload) per attachment before it counts as failed."""
+
+
+def complete_attachment_lists(client: ConfluenceClient, pages: Mapping[str, PageRef]) -> tuple[dict[str, PageRef], int]:
+    """`pages` with every cut attachment list completed, and how many pages needed a listing of their own.
+
+    Pages arrive with up to 25 attachments inline; only a page whose list is full is listed again, by the
+    platform's per-page listing (DC `child/attachment`, Cloud v2), which reads the same store as the inline
+    list, never the search index: a deletion is never decided on an index that lags behind.
+    """
+    completed = dict(pages)
+    listed = 0
+    for page_id, page in pages.items():
+        if page.more_attachments:
+            completed[page_id] = client.complete_attachments(page)
+            listed += 1
+    return completed, listed
+
+
+class TransferFailed(Exception):
+    """A transfer that cannot succeed by repeating it (the file's length differs from what Confluence listed)."""
+
+
+def _exactly(chunks: Iterable[bytes], size: int, filename: str) -> Iterator[bytes]:
+    """The download's chunks, checked against the declared length before a byte too many is sent."""
+    sent = 0
+    for chunk in chunks:
+        sent += len(chunk)
+        if sent > size:
+            raise TransferFailed(f"{filename} is longer than the {size} bytes Confluence listed")
+        yield chunk
+    if sent != size:
+        raise TransferFailed(f"{filename} has {sent} bytes, not the {size} Confluence listed")
+
+
+def transfer(
+    confluence: ConfluenceClient, unique: UniqueClient, registration: Registration, item: AttachmentItem
+) -> None:
+    """Stream one attachment's bytes from Confluence into the registered upload; nothing is downloaded for 0 bytes."""
+    attachment = item.attachment
+    kind = media_type(attachment.media_type) or "application/octet-stream"
+    if attachment.size == 0:
+        unique.upload_stream(registration, iter(()), 0, kind)
+        return
+    with confluence.download(item.page_id, attachment) as chunks:
+        unique.upload_stream(registration, _exactly(chunks, attachment.size, attachment.title), attachment.size, kind)
+
+
+@dataclass
+class AttachmentOutcome:
+    created: int = 0
+    updated: int = 0
+    bytes_moved: int = 0
+    failures: list[PageFailure] = field(default_factory=list)
+
+
+class _AttachmentFailed(Exception):
+    def __init__(self, stage: str, reason: str) -> None:
+        super().__init__(reason)
+        self.stage = stage
+        self.reason = reason
+
+
+def _stage(exc: Exception) -> str:
+    if isinstance(exc, RemoteError):
+        return "download" if exc.system == "confluence" else "upload"
+    return "download"
+
+
+def _ingest_attachment(
+    confluence: ConfluenceClient,
+    unique: UniqueClient,
+    space: SpaceRef,
+    item: AttachmentItem,
+    *,
+    is_new: bool,
+    scope_id: str,
+    source: Source,
+    mark: str,
+) -> None:
+    attachment = item.attachment
+    spec = ContentSpec(
+        key=content_key(space, item.key),
+        title=attachment.title,
+        url=attachment.web_url,
+        byte_size=attachment.size,
+        metadata=attachment_metadata(item, space.key, space.name, space.id, mark),
+        scope_id=scope_id,
+        source=source,
+        mime_type=media_type(attachment.media_type) or "application/octet-stream",
+    )
+    try:
+        registration = unique.register(spec)
+    except RemoteError as exc:
+        raise _AttachmentFailed("register", str(exc)) from exc
+    try:
+        for attempt in range(1, TRANSFER_ATTEMPTS + 1):
+            try:
+                transfer(confluence, unique, registration, item)
+                break
+            except RemoteError as exc:
+                if attempt == TRANSFER_ATTEMPTS:
+                    raise _AttachmentFailed(_stage(exc), f"{exc} (after {attempt} transfers)") from exc
+                log.warning(
+                    "Attachment %s of page %s: transfer %d failed (%s); downloading it again",
+                    attachment.id,
+                    item.page_id,
+                    attempt,
+                    exc,
+                )
+            except TransferFailed as exc:
+                raise _AttachmentFailed("download", str(exc)) from exc
+        try:
+            unique.finalize(spec, registration)
+        except RemoteError as exc:
+            raise _AttachmentFailed("finalize", str(exc)) from exc
+    except _AttachmentFailed:
+        if is_new:
+            # A new key registered but never finalized would linger as empty content: remove it.
+            try:
+                unique.delete([registration.id])
+            except RemoteError as cleanup_exc:
+                log.error("Cleanup of half-registered attachment %s failed: %s", attachment.id, cleanup_exc)
+        raise
+
+
+def ingest_attachments(
+    confluence: ConfluenceClient,
+    unique: UniqueClient,
+    *,
+    space: SpaceRef,
+    items: Sequence[AttachmentItem],
+    new_keys: Collection[str],
+    scope_id: str,
+    source: Source,
+    mark: str,
+    concurrency: int,
+) -> AttachmentOutcome:
+    """Register, stream and finalize each attachment, `concurrency` at a time; each holds one chunk in memory."""
+    outcome = AttachmentOutcome()
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"attach-{space.key[:10]}") as pool:
+        futures = [
+            (
+                item,
+                pool.submit(
+                    _ingest_attachment,
+                    confluence,
+                    unique,
+                    space,
+                    item,
+                    is_new=item.key in new_keys,
+                    scope_id=scope_id,
+                    source=source,
+                    mark=mark,
+                ),
+            )
+            for item in items
+        ]
+        for item, future in futures:
+            attachment = item.attachment
+            try:
+                future.result()
+            except _AttachmentFailed as exc:
+                failure = PageFailure(
+                    item.page_id,
+                    space.key,
+                    exc.stage,
+                    exc.reason,
+                    attachment_id=attachment.id,
+                    filename=attachment.title,
+                )
+                log.error("%s", failure.line())
+                outcome.failures.append(failure)
+                continue
+            except Exception as exc:  # a bug must fail this attachment, not the space
+                reason = f"{type(exc).__name__}: {exc}"
+                failure = PageFailure(
+                    item.page_id, space.key, "ingest", reason, attachment_id=attachment.id, filename=attachment.title
+                )
+                log.exception("%s", failure.line())
+                outcome.failures.append(failure)
+                continue
+            outcome.bytes_moved += attachment.size
+            if item.key in new_keys:
+                outcome.created += 1
+            else:
+                outcome.updated += 1
+    return outcome
