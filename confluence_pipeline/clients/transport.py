@@ -49,7 +49,7 @@ from confluence_pipeline.clients.errors import (
 from confluence_pipeline.clients.proxies import ProxyRules
 from confluence_pipeline.clients.ratelimit import RateLimiter
 from confluence_pipeline.clients.tls import build_ssl_context
-from confluence_pipeline.config.secrets import Scrubber
+from confluence_pipeline.config.secrets import Scrubber, is_sensitive_header
 
 if TYPE_CHECKING:
     from httpx._client import UseClientDefault  # httpx's own annotation for its USE_CLIENT_DEFAULT sentinel
@@ -194,6 +194,10 @@ class HttpApi:
         # Runs after httpx applied auth, so credentials from any httpx.Auth are learnt before they can echo back.
         for name, value in request.headers.items():
             self.scrubber.add_header(name, value)
+        # Redirects carry credentials of their own in the URL (the signed token of Cloud's media host).
+        for name, value in request.url.params.multi_items():
+            if is_sensitive_header(name):
+                self.scrubber.add(value)
 
     # -- requests ----------------------------------------------------------------------------
     def request(

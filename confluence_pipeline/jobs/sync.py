@@ -367,7 +367,8 @@ def _summary_metadata(
     if any(totals.attachments_dict().values()):
         metadata["attachments_per_space"] = dg.MetadataValue.md(attachments_table(merged))
     if totals.skips:
-        metadata["skipped_attachments"] = dg.MetadataValue.md(skipped_description(totals.skips))
+        skipped = skipped_description(totals.skips, totals.counts["attachments_skipped"])
+        metadata["skipped_attachments"] = dg.MetadataValue.md(skipped)
     metadata.update(
         {
             "spaces": totals.spaces,

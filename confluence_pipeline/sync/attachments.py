@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from confluence_pipeline.clients.confluence import ConfluenceClient
-from confluence_pipeline.clients.errors import RemoteError
+from confluence_pipeline.clients.errors import RemoteError, RemoteUnavailable
 from confluence_pipeline.clients.unique import ContentSpec, Registration, UniqueClient
 from confluence_pipeline.domain.attachments import AttachmentItem, attachment_metadata, media_type
 from confluence_pipeline.domain.keys import content_key
@@ -86,6 +86,14 @@ class _AttachmentFailed(Exception):
         self.reason = reason
 
 
+def _worth_another_transfer(exc: RemoteError) -> bool:
+    """A broken connection or body, or a failed upload (sent once), may heal; a download refused with a status
+    was already retried by the transport, and a client error will not change."""
+    if isinstance(exc, RemoteUnavailable):
+        return True
+    return exc.system != "confluence" and (exc.status is None or exc.status == 429 or exc.status >= 500)
+
+
 def _stage(exc: Exception) -> str:
     if isinstance(exc, RemoteError):
         return "download" if exc.system == "confluence" else "upload"
@@ -124,7 +132,7 @@ def _ingest_attachment(
                 transfer(confluence, unique, registration, item)
                 break
             except RemoteError as exc:
-                if attempt == TRANSFER_ATTEMPTS:
+                if attempt == TRANSFER_ATTEMPTS or not _worth_another_transfer(exc):
                     raise _AttachmentFailed(_stage(exc), f"{exc} (after {attempt} transfers)") from exc
                 log.warning(
                     "Attachment %s of page %s: transfer %d failed (%s); downloading it again",

@@ -202,20 +202,23 @@ def attachments_table(reports: Sequence[SpaceReport]) -> str:
     return header + rows
 
 
-def skipped_description(skips: Sequence[Skip]) -> str:
-    """The skipped attachments with their reasons, as a Markdown list (the first MAX_LISTED_SKIPS)."""
-    shown = "\n".join(f"- {skip.space_key}: {skip.line}" for skip in skips[:MAX_LISTED_SKIPS])
-    more = f"\n- … and {len(skips) - MAX_LISTED_SKIPS} more" if len(skips) > MAX_LISTED_SKIPS else ""
-    return shown + more
+def skipped_description(skips: Sequence[Skip], total: int) -> str:
+    """The skipped attachments with their reasons, as a Markdown list: the first that were named, of `total`."""
+    shown = skips[:MAX_LISTED_SKIPS]
+    lines = "\n".join(f"- {skip.space_key}: {skip.line}" for skip in shown)
+    return lines + (f"\n- … and {total - len(shown)} more" if total > len(shown) else "")
 
 
 def failure_description(failures: Sequence[PageFailure], tolerance: int) -> str:
     shown = "\n".join(f"- {f.line()}" for f in failures[:MAX_LISTED_FAILURES])
     more = f"\n… and {len(failures) - MAX_LISTED_FAILURES} more" if len(failures) > MAX_LISTED_FAILURES else ""
     pages = sum(1 for f in failures if f.attachment_id is None)
-    what = (
-        f"{pages} page(s)" if pages == len(failures) else f"{pages} page(s) and {len(failures) - pages} attachment(s)"
-    )
+    attachments = len(failures) - pages
+    parts = [
+        f"{pages} page(s)" if pages or not attachments else "",
+        f"{attachments} attachment(s)" if attachments else "",
+    ]
+    what = " and ".join(part for part in parts if part)
     return (
         f"{what} failed, more than SYNC_FAILURE_TOLERANCE={tolerance} allows "
         f"(everything else was synced):\n{shown}{more}"

@@ -125,6 +125,27 @@ def _zitadel_401_echo(box: Sandbox) -> None:
     box.unique.faults.add(r"/oauth/v2/token$", fault, times=None, when=when)
 
 
+MEDIA_TOKENS: list[str] = []  # the signed download tokens Cloud's media host saw, and echoed back
+
+
+def _media_host_echoing_its_token(box: Sandbox) -> None:
+    """A failing download whose error repeats the signed URL and the token it carried."""
+    box.set_env(CONFLUENCE_ATTACHMENTS="true")
+    page = next(iter(box.confluence.wiki))
+    box.confluence.wiki.add_attachment(page.id, "spec.pdf", b"%PDF secret file")
+    fault = Fault(500, dict(JSON), b"")
+
+    def when(request: Request) -> bool:
+        token = request.param("token") or ""
+        MEDIA_TOKENS.append(token)
+        ECHOED.append(token)
+        fault.body = json.dumps({"error": {"title": f"bad {request.raw_target} token={token} / {token}"}}).encode()
+        return True
+
+    assert box.confluence.media is not None
+    box.confluence.media.faults.add(r"/binary$", fault, times=None, when=when)
+
+
 BASIC = {"CONFLUENCE_PAT": None, "CONFLUENCE_USERNAME": USERNAME, "CONFLUENCE_PASSWORD": PASSWORD}
 CASES = {
     "onprem-pat-normal-run": Case("ONPREM", {}, _nothing),
@@ -134,6 +155,7 @@ CASES = {
     "graphql-error-echoing-bearer-token": Case("ONPREM", {}, _graphql_echo_on_register, "failed at register"),
     "file-diff-400-echoing-bearer-token": Case("ONPREM", {}, _file_diff_400_echo, "HTTP 400"),
     "zitadel-401-echoing-client-secret": Case("ONPREM", {}, _zitadel_401_echo, "HTTP 401", False),
+    "media-host-500-echoing-its-download-token": Case("CLOUD", {}, _media_host_echoing_its_token, "failed at download"),
 }
 
 
@@ -159,6 +181,7 @@ def test_no_secret_reaches_output_logs_errors_or_dagster_home(
     for n in range(3):
         box.confluence.wiki.add_page("ENG", f"Page {n}", labels=["ai-ingest"])
     ECHOED.clear()
+    MEDIA_TOKENS.clear()
     case.arm(box)
 
     result = confluence_sync.execute_in_process(
@@ -171,7 +194,7 @@ def test_no_secret_reaches_output_logs_errors_or_dagster_home(
     assert case.failure in errors, errors
     assert bool(tokens) is case.gets_token  # issued bearer tokens are secrets too
     assert bool(ECHOED) is (case.arm is not _nothing) and all(ECHOED)  # the servers did send credentials back
-    secrets = STATIC_SECRETS + tokens
+    secrets = STATIC_SECRETS + tokens + MEDIA_TOKENS
     captured = capfd.readouterr()
     output = captured.out + captured.err
     log_text = log_file.read_text(encoding="utf-8")
