@@ -28,6 +28,8 @@ PAT = "pat-Secret-0n-Prem-1234"
 PASSWORD = "pw-Secret-Basic-5678"
 CLOUD_TOKEN = "cloud-Secret-Token-9012"
 ZITADEL_SECRET = "zitadel-Secret-3456"
+OAUTH_CLIENT_ID = "svc-sync-oauth-client"
+OAUTH_CLIENT_SECRET = "oauth-Secret-Client-7890"
 INSTANCE_SETTINGS = {"python_logs": {"managed_python_loggers": ["confluence_pipeline"]}}
 """What the shipped dagster.yaml sets: our module loggers appear in the run's logs."""
 # No Retry-After is honoured for longer than 1 s, so the clamp shows in the logged wait instead of stalling
@@ -142,6 +144,10 @@ _ALL_VARS = [
     "CONFLUENCE_CLOUD_TOKEN",
     "CONFLUENCE_CLOUD_ID",
     "CONFLUENCE_CLOUD_API_URL",
+    "CONFLUENCE_CLIENT_ID",
+    "CONFLUENCE_CLIENT_SECRET",
+    "CONFLUENCE_OAUTH_TOKEN_URL",
+    "CONFLUENCE_OAUTH_SCOPES",
     "CONFLUENCE_TOKENS_PER_MINUTE",
     "INGEST_SINGLE_LABEL",
     "INGEST_ALL_LABEL",
@@ -170,13 +176,42 @@ _ALL_VARS = [
 ]
 
 
+def oauth_env(confluence: ConfluenceEmulator) -> dict[str, str | None]:
+    """`Sandbox.set_env` values that switch the connector to the emulator's OAuth service account.
+
+    On Cloud the token endpoint and the API gateway are the emulator (in production: api.atlassian.com).
+    """
+    env: dict[str, str | None] = {
+        "CONFLUENCE_PAT": None,
+        "CONFLUENCE_CLOUD_USER": None,
+        "CONFLUENCE_CLOUD_TOKEN": None,
+        "CONFLUENCE_CLIENT_ID": OAUTH_CLIENT_ID,
+        "CONFLUENCE_CLIENT_SECRET": OAUTH_CLIENT_SECRET,
+    }
+    if confluence.mode == "CLOUD":
+        env |= {
+            "CONFLUENCE_CLOUD_ID": confluence.cloud_id,
+            "CONFLUENCE_CLOUD_API_URL": confluence.gateway_url,
+            "CONFLUENCE_OAUTH_TOKEN_URL": f"{confluence.gateway_url}/oauth/token",
+        }
+    return env
+
+
 def make_sandbox(
     mode: str, monkeypatch: pytest.MonkeyPatch, *, scope: bool = True, **confluence_kwargs: Any
 ) -> Iterator[Sandbox]:
     for name in _ALL_VARS:
         monkeypatch.delenv(name, raising=False)
+    # Every way to authenticate is set up on the emulator; the environment picks one (a PAT or an API token).
+    credentials: dict[str, Any] = {
+        "pat": PAT,
+        "password": PASSWORD,
+        "cloud_token": CLOUD_TOKEN,
+        "oauth_client_id": OAUTH_CLIENT_ID,
+        "oauth_client_secret": OAUTH_CLIENT_SECRET,
+    }
     with (
-        ConfluenceEmulator(mode=mode, pat=PAT, password=PASSWORD, cloud_token=CLOUD_TOKEN, **confluence_kwargs) as c,
+        ConfluenceEmulator(mode=mode, **{**credentials, **confluence_kwargs}) as c,
         UniqueEmulator(client_secret=ZITADEL_SECRET) as u,
     ):
         scope_id = u.store.add_scope("Confluence KB").id if scope else None

@@ -23,7 +23,9 @@ from confluence_pipeline.clients.attachment_wire import (
     v2_attachment,
 )
 from confluence_pipeline.clients.errors import RemoteHttpError, RemoteNotFound, UnexpectedResponse
-from confluence_pipeline.clients.transport import HttpApi, RetryPolicy
+from confluence_pipeline.clients.oauth import ClientCredentialsAuth, ClientCredentialsTokens
+from confluence_pipeline.clients.ratelimit import RateLimiter
+from confluence_pipeline.clients.transport import HttpApi, RequestCounter, RetryPolicy
 from confluence_pipeline.config.secrets import Scrubber, reveal
 from confluence_pipeline.config.settings import CloudSettings, OnPremSettings
 from confluence_pipeline.domain.batches import batched
@@ -123,9 +125,12 @@ class ConfluenceClient(ABC):
 
     platform: Platform
 
-    def __init__(self, settings: ConfluenceSettings, api: HttpApi) -> None:
+    def __init__(
+        self, settings: ConfluenceSettings, api: HttpApi, tokens: ClientCredentialsTokens | None = None
+    ) -> None:
         self.settings = settings
         self.api = api
+        self.tokens = tokens  # the OAuth service account's tokens, when it authenticates that way
         self._spaces: dict[tuple[str, str, str, str], SpaceRef] = {}
 
     # -- platform specifics ---------------------------------------------------------------------
@@ -326,6 +331,13 @@ class ConfluenceClient(ABC):
                 kept[page_id] = ref
         return kept
 
+    @property
+    def scrubber(self) -> Scrubber:
+        return self.api.scrubber
+
+    def request_counts(self) -> dict[str, int]:
+        return self.api.counter.snapshot()
+
     # -- attachments --------------------------------------------------------------------------
     _keeps_download = False  # DC downloads from `_links.download`; Cloud through the REST route
 
@@ -432,6 +444,8 @@ class ConfluenceClient(ABC):
 
     def close(self) -> None:
         self.api.close()
+        if self.tokens is not None:
+            self.tokens.api.close()
 
 
 class OnPremConfluenceClient(ConfluenceClient):
@@ -662,27 +676,47 @@ def build_confluence_client(
 
     `retry` and `timeout` default to the configured (patient) settings; sensors pass short ones.
     """
+    patience = float(settings.http.timeout_seconds)
+    options: dict[str, Any] = {
+        "system": "confluence",
+        "headers": {"Accept": "application/json"},
+        # Shared with the token endpoint's API, so token requests count against CONFLUENCE_TOKENS_PER_MINUTE
+        # and in the run's request counts, and an issued token is scrubbed from every message.
+        "limiter": RateLimiter(settings.tokens_per_minute),
+        "counter": RequestCounter(),
+        "scrubber": Scrubber(secret.get_secret_value() for secret in settings.secrets),
+        "timeout": timeout or httpx.Timeout(patience, connect=min(15.0, patience)),
+        "retry": retry or RetryPolicy(retry_after_max=settings.http.retry_after_max_seconds),
+        "transport": transport,
+        "verify": verify,
+    }
+    tokens: ClientCredentialsTokens | None = None
     auth: httpx.Auth
-    if isinstance(settings, OnPremSettings):
+    if settings.uses_oauth:
+        token_api = HttpApi(
+            base_url=settings.token_url, logger=logging.getLogger("confluence_pipeline.clients.oauth.http"), **options
+        )
+        tokens = ClientCredentialsTokens(
+            token_api,
+            token_url=settings.token_url,
+            client_id=settings.client_id or "",
+            client_secret=reveal(settings.client_secret) or "",
+            scopes=settings.scopes,
+            body="form" if settings.platform is Platform.ONPREM else "json",
+        )
+        auth = ClientCredentialsAuth(tokens)
+    elif isinstance(settings, OnPremSettings):
         if settings.pat is not None:
             auth = BearerAuth(settings.pat.get_secret_value())
         else:
             auth = httpx.BasicAuth(settings.username or "", reveal(settings.password) or "")
     else:
-        auth = httpx.BasicAuth(settings.cloud_user, settings.cloud_token.get_secret_value())
-    patience = float(settings.http.timeout_seconds)
+        auth = httpx.BasicAuth(settings.cloud_user or "", reveal(settings.cloud_token) or "")
     api = HttpApi(
-        system="confluence",
         base_url=settings.api_root,
-        headers={"Accept": "application/json"},
         auth=auth,
-        per_minute=settings.tokens_per_minute,
-        scrubber=Scrubber(secret.get_secret_value() for secret in settings.secrets),
-        timeout=timeout or httpx.Timeout(patience, connect=min(15.0, patience)),
-        retry=retry or RetryPolicy(retry_after_max=settings.http.retry_after_max_seconds),
-        transport=transport,
-        verify=verify,
         logger=logging.getLogger("confluence_pipeline.clients.confluence.http"),
+        **options,
     )
     cls = OnPremConfluenceClient if settings.platform is Platform.ONPREM else CloudConfluenceClient
-    return cls(settings, api)
+    return cls(settings, api, tokens)

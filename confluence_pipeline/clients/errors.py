@@ -98,6 +98,16 @@ class RemoteUnavailable(RemoteError):
     summary = "no answer"
 
 
+class OutcomeUnknown(RemoteError):
+    """A request that is not safe to repeat failed in a way that leaves open whether the server applied it.
+
+    Raised instead of retrying: the connection broke or timed out after the request was sent, or a server
+    or gateway error (a 5xx other than 501, 503, 505) answered it. The caller resolves it by reading back.
+    """
+
+    summary = "outcome unknown, the server may have applied it"
+
+
 class UnexpectedResponse(RemoteError):
     """A 2xx answer that is not what the caller expected: not JSON (e.g. an SSO login page), bad JSON, wrong shape."""
 

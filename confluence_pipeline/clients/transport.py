@@ -13,6 +13,17 @@ httpx uses an `SSLContext` as given, so `trust_env` cannot swap in another bundl
 Redirects are followed (Confluence Cloud answers attachment downloads with a 302 to its media host);
 httpx drops the Authorization header when a redirect leaves the origin.
 
+Retries depend on whether a request is safe to repeat (`idempotent=`, default True). Queries, the file
+diff, GETs, blob PUTs (which overwrite) and upserts identified by a key are idempotent and retried after
+429/5xx answers and transport failures. A mutation whose repetition can fail or act twice (a finalize, a
+delete by id) is sent with `idempotent=False` and retried only when the server provably did not act:
+- retried: no connection was made (`ConnectError`, `ConnectTimeout`, `PoolTimeout`, a proxy refusing the
+  tunnel), HTTP 429 and HTTP 503 (the server says it did not take the request on);
+- `OutcomeUnknown` at once: the request was sent and the answer failed (`ReadTimeout`, `WriteTimeout`,
+  `ReadError`, `WriteError`, `RemoteProtocolError`, ...), or HTTP 500, 502, 504 or another 5xx except 501/505;
+- as for every request: other statuses raise their usual error, a bad certificate or URL is never retried.
+The caller resolves an `OutcomeUnknown` by reading the state back, never by sending the mutation again.
+
 Streams (`HttpApi.stream`): files are moved without holding them. A streamed request is paced, counted and
 retried like any other until its headers arrive; its body is then read chunk by chunk (`iter_body`), and a
 failure there is a `RemoteUnavailable` the caller handles, since half a body cannot be retried in place. A
@@ -39,6 +50,7 @@ import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception, retry_if_result, stop_after_attempt
 
 from confluence_pipeline.clients.errors import (
+    OutcomeUnknown,
     RemoteAuthError,
     RemoteHttpError,
     RemoteNotFound,
@@ -56,6 +68,12 @@ if TYPE_CHECKING:
 
 USE_DEFAULT = httpx.USE_CLIENT_DEFAULT
 """Pass as `auth=` to use the client's auth (the default); `auth=None` sends the request without any."""
+
+ROUTE_EXTENSION = "confluence_pipeline.route"
+"""Request extension carrying the route label, so an auth flow that sends a request again can count it."""
+NOT_TAKEN_ON_STATUSES = frozenset({429, 503})
+"""Statuses that say the server did not act on the request, so even a request unsafe to repeat is retried."""
+_DEFINITE_SERVER_ERRORS = frozenset({501, 505})  # "cannot do this at all": nothing was done
 
 _RETRY_AFTER_SECONDS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*$")
 _HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
@@ -140,13 +158,16 @@ class HttpApi:
         max_connections: int = 20,
         logger: logging.Logger | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        limiter: RateLimiter | None = None,
+        counter: RequestCounter | None = None,
     ) -> None:
         self.system = system
         self.retry = retry
-        self.counter = RequestCounter()
+        # Another API object of the same system (its token endpoint) may share the counter and the limiter.
+        self.counter = counter if counter is not None else RequestCounter()
         # One limiter per API object: the resource that owns the client keeps it for the whole run, so every
         # step and worker thread of the run draws from the same bucket.
-        self.limiter = RateLimiter(per_minute)
+        self.limiter = limiter if limiter is not None else RateLimiter(per_minute)
         self._sleep = sleep
         self._log = logger or logging.getLogger(__name__)
         self.scrubber = scrubber if scrubber is not None else Scrubber()
@@ -190,6 +211,12 @@ class HttpApi:
         """`text` with every known secret replaced and URL query strings (signed upload URLs) cut off."""
         return self.scrubber.scrub(text)
 
+    def count_resend(self, request: httpx.Request) -> None:
+        """An auth flow sends `request` again (with a fresh token after a 401): pace it and count it as a retry."""
+        self.limiter.acquire()
+        self.counter.add(str(request.extensions.get(ROUTE_EXTENSION) or request.method))
+        self.counter.add_retry()
+
     def _learn_request_secrets(self, request: httpx.Request) -> None:
         # Runs after httpx applied auth, so credentials from any httpx.Auth are learnt before they can echo back.
         for name, value in request.headers.items():
@@ -215,6 +242,7 @@ class HttpApi:
         expect: Literal["json", "any"] = "json",
         retry_statuses: frozenset[int] | None = None,
         on_status: Mapping[int, Callable[[httpx.Response], None]] | None = None,
+        idempotent: bool = True,
     ) -> httpx.Response:
         """Send one logical request (several attempts if need be) and return the successful response.
 
@@ -223,6 +251,10 @@ class HttpApi:
         an exponential backoff. `on_status[status]` is called with the final response when its status
         matches, before the default handling; it may raise its own error, and if it returns, the default
         handling (errors for non-2xx, the JSON check for `expect="json"`) goes on.
+
+        `idempotent=False` marks a request that must not be repeated once the server may have acted on it:
+        it is retried only when the server provably did not (see the module docstring), and a failure that
+        leaves the outcome open raises `OutcomeUnknown`.
         """
         response, _ = self._send(
             method,
@@ -237,6 +269,7 @@ class HttpApi:
             expect=expect,
             retry_statuses=retry_statuses,
             on_status=on_status,
+            idempotent=idempotent,
         )
         return response
 
@@ -256,11 +289,16 @@ class HttpApi:
         retry_statuses: frozenset[int] | None = None,
         on_status: Mapping[int, Callable[[httpx.Response], None]] | None = None,
         headers: Mapping[str, str] | None = None,
+        idempotent: bool = True,
         **kw: Any,
     ) -> tuple[httpx.Response, Any]:
         method = method.upper()
         label = request_label(method, route)
         statuses = self.retry.retry_statuses if retry_statuses is None else retry_statuses
+        retryable_exception = _is_retryable_exception
+        if not idempotent:
+            statuses = statuses & NOT_TAKEN_ON_STATUSES
+            retryable_exception = _never_reached_the_server
         for name, value in (headers or {}).items():
             self.scrubber.add_header(name, value)
 
@@ -269,7 +307,7 @@ class HttpApi:
             self.counter.add(route)
             started = time.monotonic()
             try:
-                response = self._client.request(method, url, headers=headers, **kw)
+                response = self._client.request(method, url, headers=headers, extensions={ROUTE_EXTENSION: route}, **kw)
             except httpx.HTTPError as exc:
                 self._log.debug("%s %s failed: %s", self.system, label, type(exc).__name__)
                 raise
@@ -279,7 +317,7 @@ class HttpApi:
 
         retrying = Retrying(
             stop=stop_after_attempt(max(1, self.retry.attempts)),
-            retry=retry_if_exception(_is_retryable_exception)
+            retry=retry_if_exception(retryable_exception)
             | retry_if_result(lambda response: response.status_code in statuses),
             wait=self._wait,
             sleep=self._sleep,
@@ -291,7 +329,10 @@ class HttpApi:
             response: httpx.Response = retrying(attempt)
         except httpx.TransportError as exc:
             attempts = retrying.statistics.get("attempt_number")
-            raise RemoteUnavailable(**error, detail=self._describe_exception(exc), attempts=attempts) from None
+            detail = self._describe_exception(exc)
+            if not idempotent and _may_have_reached_the_server(exc):
+                raise OutcomeUnknown(**error, detail=detail, attempts=attempts) from None
+            raise RemoteUnavailable(**error, detail=detail, attempts=attempts) from None
         except httpx.HTTPError as exc:  # too many redirects, undecodable content encoding
             raise UnexpectedResponse(**error, detail=self._describe_exception(exc)) from None
         attempts = retrying.statistics.get("attempt_number")
@@ -299,6 +340,8 @@ class HttpApi:
 
         if on_status and status in on_status:
             on_status[status](response)
+        if not idempotent and status >= 500 and status not in NOT_TAKEN_ON_STATUSES | _DEFINITE_SERVER_ERRORS:
+            raise OutcomeUnknown(**error, status=status, detail=self._server_message(response), attempts=attempts)
         if status in (401, 403):
             raise RemoteAuthError(**error, status=status, detail=self._server_message(response))
         if status == 404:
@@ -539,3 +582,19 @@ def _is_retryable_exception(exc: BaseException) -> bool:
     if isinstance(exc, httpx.UnsupportedProtocol | httpx.LocalProtocolError):
         return False
     return _certificate_error(exc) is None
+
+
+# Raised before any byte of the request left: no connection, no free pooled one, or a proxy that refused the
+# CONNECT tunnel (httpx's only use of ProxyError).
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
+
+
+def _never_reached_the_server(exc: BaseException) -> bool:
+    """A failure worth retrying that happened before the request could reach the server."""
+    return isinstance(exc, _NOT_SENT) and _is_retryable_exception(exc)
+
+
+def _may_have_reached_the_server(exc: httpx.TransportError) -> bool:
+    """Whether a transport failure leaves open if the server received (and acted on) the request."""
+    # A malformed URL or our own protocol error is refused before sending, too.
+    return not isinstance(exc, (*_NOT_SENT, httpx.UnsupportedProtocol, httpx.LocalProtocolError))

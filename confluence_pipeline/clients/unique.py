@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 
-from confluence_pipeline.clients.errors import RemoteAuthError, RemoteError, UnexpectedResponse
+from confluence_pipeline.clients.errors import OutcomeUnknown, RemoteAuthError, RemoteError, UnexpectedResponse
 from confluence_pipeline.clients.transport import HttpApi, RetryPolicy
 from confluence_pipeline.clients.zitadel import ZitadelTokenProvider
 from confluence_pipeline.config.secrets import Scrubber
@@ -25,7 +25,7 @@ UniqueSettings = ExternalAuthSettings | ClusterLocalSettings
 log = logging.getLogger(__name__)
 
 CONTENT_PAGE = 100
-DELETE_BATCH = 50
+DELETE_BATCH = 20  # what the vendor's connector sends per ContentDeleteByContentIds
 SCOPE_PATH_BATCH = 100
 KEYS_PER_QUERY = 100
 
@@ -83,6 +83,18 @@ class UniqueGraphQLError(RemoteError):
             detail=f"GraphQL error: {message}",
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The base class rebuilds from keyword fields this __init__ does not take: keep it picklable.
+        return (type(self), (self.operation, self.detail.removeprefix("GraphQL error: "), self.status_code))
+
+
+UNSETTLED = (OutcomeUnknown, UniqueGraphQLError, UnexpectedResponse)
+"""Failures of a mutation that leave open whether it was applied, so only reading back can settle them.
+
+Unique answers a failing resolver with `errors`, also when the failure came after the write (the contract's
+own example fails at `contentUpsert.writeUrl`), and a 2xx answer we cannot read says nothing either.
+"""
+
 
 @dataclass(frozen=True)
 class ContentNode:
@@ -111,6 +123,7 @@ class ContentSpec:
     metadata: Mapping[str, str]
     scope_id: str
     source: Source
+    updated_at: str  # the page's `version.when` in UTC ISO-8601, as the sync's file-diff list carries it
     mime_type: str = "text/html"
 
 
@@ -184,7 +197,10 @@ class UniqueClient:
         return headers, token
 
     def _call(self, method: str, url: str, *, route: str, **kwargs: Any) -> httpx.Response:
-        """An authenticated call; a 401 in external mode drops the token and tries once more."""
+        """An authenticated call; a 401 in external mode drops the token and tries once more.
+
+        A 401 means the server did not act, so the second try is safe even for a non-idempotent request.
+        """
         headers, token = self._headers()
         try:
             return self.api.request(method, url, route=route, headers=headers, auth=None, **kwargs)
@@ -196,12 +212,16 @@ class UniqueClient:
             headers, _ = self._headers()
             return self.api.request(method, url, route=route, headers=headers, auth=None, **kwargs)
 
-    def graphql(self, operation: str, query: str, variables: Mapping[str, Any]) -> dict[str, Any]:
+    def graphql(
+        self, operation: str, query: str, variables: Mapping[str, Any], *, idempotent: bool = True
+    ) -> dict[str, Any]:
+        """`data` of one GraphQL call; `idempotent=False` for a mutation that must not be sent twice (see transport)."""
         response = self._call(
             "POST",
             self.settings.graphql_url,
             route=f"graphql {operation}",
             json={"query": query, "variables": dict(variables), "operationName": operation},
+            idempotent=idempotent,
         )
         payload = response.json()
         if not isinstance(payload, dict):
@@ -335,19 +355,48 @@ class UniqueClient:
             pass
 
     def finalize(self, spec: ContentSpec, registration: Registration) -> str:
+        """Make the uploaded file the content's current version; returns the content id.
+
+        Never sent twice: a server may refuse a second finalize of the same upload. When the answer leaves
+        the outcome open (`UNSETTLED`), `is_current` decides; if it cannot, the original error is raised.
+        """
         variables = self._upsert_variables(spec)
         variables["fileUrl"] = registration.read_url
-        data = self.graphql("ContentUpsert", CONTENT_UPSERT, variables)
-        content_id = (data.get("contentUpsert") or {}).get("id")
-        if not isinstance(content_id, str) or not content_id:
-            raise UnexpectedResponse(
-                system="unique",
-                method="POST",
-                route="graphql ContentUpsert",
-                status=200,
-                detail=f"finalize of {spec.key} returned no id",
-            )
-        return content_id
+        try:
+            data = self.graphql("ContentUpsert", CONTENT_UPSERT, variables, idempotent=False)
+            content_id = (data.get("contentUpsert") or {}).get("id")
+            if not isinstance(content_id, str) or not content_id:
+                raise UnexpectedResponse(
+                    system="unique",
+                    method="POST",
+                    route="graphql ContentUpsert",
+                    status=200,
+                    detail=f"finalize of {spec.key} returned no id",
+                )
+            return content_id
+        except UNSETTLED as exc:
+            try:
+                finalized = self.is_current(spec)
+            except RemoteError as check_exc:
+                log.warning("Finalize of %s: %s; reading back whether it was applied failed too", spec.key, check_exc)
+                raise exc from None
+            if not finalized:
+                log.warning("Finalize of %s: %s; the read-back shows it was not applied", spec.key, exc)
+                raise
+            log.warning("Finalize of %s: %s; the read-back shows it was applied", spec.key, exc)
+            return registration.id
+
+    def is_current(self, spec: ContentSpec) -> bool:
+        """Whether Unique holds `spec.key` finalized at `spec.updated_at`: what the next sync's file-diff would say.
+
+        No content field says "finalized with this upload" (`ingestionState` is QUEUED after registration
+        and after finalize alike), so a file-diff of this one item is asked: neither new nor updated means
+        stored and up to date. Every other stored item of the prefix comes back as deleted; that is ignored.
+        """
+        prefix, _, relative_key = spec.key.rpartition("/")
+        entry = {"key": relative_key, "url": spec.url, "updatedAt": spec.updated_at}
+        diff = self.file_diff(prefix, [entry], spec.source)
+        return relative_key not in diff.new and relative_key not in diff.updated
 
     # -- content queries and deletes ------------------------------------------------------------
     def count(self, where: Mapping[str, Any]) -> int:
@@ -392,15 +441,71 @@ class UniqueClient:
                     found[node.key] = node
         return found
 
+    def existing_ids(self, content_ids: Sequence[str]) -> set[str]:
+        """The ids among `content_ids` that exist in Unique."""
+        found: set[str] = set()
+        for chunk in batched(list(content_ids), KEYS_PER_QUERY):
+            wanted = set(chunk)
+            found.update(node.id for node in self.iter_content({"id": {"in": chunk}}) if node.id in wanted)
+        return found
+
     def delete(self, content_ids: Sequence[str]) -> list[str]:
-        """Delete by id in batches; returns the ids Unique confirmed deleted."""
-        deleted: list[str] = []
-        for chunk in batched(list(content_ids), DELETE_BATCH):
-            data = self.graphql("ContentDeleteByContentIds", CONTENT_DELETE_BY_IDS, {"contentIds": chunk})
-            for node in data.get("contentDeleteByContentIds") or []:
-                if isinstance(node, dict) and node.get("id"):
-                    deleted.append(str(node["id"]))
-        return deleted
+        """Delete by id in batches of DELETE_BATCH; returns the ids that are gone afterwards, in request order.
+
+        Ids in the answer count as deleted. A batch whose outcome is open (`UNSETTLED`) or whose answer names
+        fewer ids than were sent is settled by reading back (`_settle_deletion`); a batch whose every id
+        the answer names costs nothing more. Raises RemoteError when a batch is refused outright (nothing of
+        it was deleted) or a read-back fails.
+        """
+        gone: list[str] = []
+        for chunk in batched(list(dict.fromkeys(content_ids)), DELETE_BATCH):
+            try:
+                confirmed = self._delete_batch(chunk)
+            except UNSETTLED as exc:
+                log.warning("Deleting %d items: %s; reading back which of them still exist", len(chunk), exc)
+                confirmed = set()
+            unconfirmed = [content_id for content_id in chunk if content_id not in confirmed]
+            if unconfirmed:
+                confirmed |= self._settle_deletion(unconfirmed)
+            gone.extend(content_id for content_id in chunk if content_id in confirmed)
+        return gone
+
+    def _settle_deletion(self, content_ids: Sequence[str]) -> set[str]:
+        """Which of `content_ids` are gone: missing on read-back, or still there and deleted once more.
+
+        An id that still exists was provably not deleted, so sending it again cannot act twice. Whatever
+        exists after that second try is left out (the caller reports it as not deleted).
+        """
+        remaining = self.existing_ids(content_ids)
+        gone = {content_id for content_id in content_ids if content_id not in remaining}
+        again = [content_id for content_id in content_ids if content_id in remaining]
+        if not again:
+            return gone
+        try:
+            confirmed = self._delete_batch(again)
+        except UNSETTLED as exc:
+            log.warning("Deleting %d items again: %s; reading back which of them still exist", len(again), exc)
+            confirmed = set()
+        except RemoteError as exc:  # refused outright: nothing of it was deleted, which is all we need to know
+            log.warning("Deleting %d items again was refused: %s", len(again), exc)
+            return gone
+        unconfirmed = [content_id for content_id in again if content_id not in confirmed]
+        if unconfirmed:
+            still_there = self.existing_ids(unconfirmed)
+            confirmed |= {content_id for content_id in unconfirmed if content_id not in still_there}
+        return gone | confirmed
+
+    def _delete_batch(self, content_ids: Sequence[str]) -> set[str]:
+        """One ContentDeleteByContentIds call; the ids of `content_ids` its answer names as deleted."""
+        data = self.graphql(
+            "ContentDeleteByContentIds", CONTENT_DELETE_BY_IDS, {"contentIds": list(content_ids)}, idempotent=False
+        )
+        named = {
+            str(node["id"])
+            for node in data.get("contentDeleteByContentIds") or []
+            if isinstance(node, dict) and node.get("id")
+        }
+        return named & set(content_ids)
 
     # -- scopes ---------------------------------------------------------------------------------
     def scopes_for_paths(self, paths: Sequence[str]) -> list[ScopeNode]:

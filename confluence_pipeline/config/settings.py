@@ -3,13 +3,14 @@
 Values arrive as a flat mapping of variable names to strings (the environment, or an instances file), exactly
 as operators write them. Each section (Confluence, Unique, run options) is a pydantic model whose fields carry
 the variable name as alias; the Confluence section is a discriminated union on `CONFLUENCE_INSTANCE_TYPE`
-and the Unique section one on `UNIQUE_SERVICE_AUTH_MODE`. Rules that combine variables (one credential set,
+and the Unique section one on `UNIQUE_SERVICE_AUTH_MODE`. Rules that combine variables (exactly one auth method,
 labels that differ) are checked on the raw values, so a message lists field and combination problems alike.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Collection, Mapping
 from typing import Annotated, Any, Literal, Self, TypeVar
 from urllib.parse import urlsplit
@@ -39,18 +40,28 @@ from confluence_pipeline.domain.models import Platform, Source, SyncLabels
 from confluence_pipeline.domain.scopes import validate_scope_template
 
 DEFAULT_CLOUD_API_URL = "https://api.atlassian.com"
+DEFAULT_CLOUD_TOKEN_URL = "https://api.atlassian.com/oauth/token"
+DC_TOKEN_PATH = "/rest/oauth2/latest/token"
+DEFAULT_DC_SCOPES = "READ"
 DEFAULT_SCOPE_TEMPLATE = "/Confluence/{space_key}"
 DEFAULT_SINGLE_LABEL = "ai-ingest"
 DEFAULT_SUBTREE_LABEL = "ai-ingest-all"
 MAX_CONCURRENCY = 64
 
 SECRET_VARIABLES = frozenset(
-    {"CONFLUENCE_PAT", "CONFLUENCE_PASSWORD", "CONFLUENCE_CLOUD_TOKEN", "ZITADEL_CLIENT_SECRET"}
+    {
+        "CONFLUENCE_PAT",
+        "CONFLUENCE_PASSWORD",
+        "CONFLUENCE_CLOUD_TOKEN",
+        "CONFLUENCE_CLIENT_SECRET",
+        "ZITADEL_CLIENT_SECRET",
+    }
 )
 """Variables whose values are secrets; never echoed, stored in run storage or shown in the UI."""
 HEADER_VARIABLES = frozenset({"UNIQUE_SERVICE_EXTRA_HEADERS", "ZITADEL_SERVICE_EXTRA_HEADERS"})
 """JSON header objects; their values may be credentials and are treated as secrets."""
 MIN_HEADER_SECRET_LENGTH = 6  # shorter header values ("c", "true") are identifiers, not credentials
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")  # RFC 6749 scope-token: visible ASCII except '"' and backslash
 
 T = TypeVar("T")
 
@@ -161,6 +172,14 @@ def _cloud_id(value: object) -> str:
     return text
 
 
+def _scopes(value: object) -> str:
+    """OAuth scopes, separated by spaces or commas; sent space-separated, as OAuth 2.0 defines."""
+    parts = str(value).replace(",", " ").split()
+    if not parts or not all(_SCOPE_TOKEN.fullmatch(part) for part in parts):
+        raise ValueError("is not a list of OAuth scopes separated by spaces or commas (e.g. READ)")
+    return " ".join(parts)
+
+
 def _upper(value: object) -> object:
     return value.strip().upper() if isinstance(value, str) else value
 
@@ -189,6 +208,7 @@ Seconds = Annotated[int, BeforeValidator(whole_number(1))]
 Concurrency = Annotated[int, BeforeValidator(whole_number(1, MAX_CONCURRENCY))]
 ScopeTemplate = Annotated[str, BeforeValidator(_scope_template)]
 CloudId = Annotated[str, BeforeValidator(_cloud_id)]
+Scopes = Annotated[str, BeforeValidator(_scopes)]
 MediaTypes = Annotated[frozenset[str], BeforeValidator(_media_types)]
 ByteSize = Annotated[int, BeforeValidator(_byte_size)]
 
@@ -222,10 +242,17 @@ class HttpSettings(Section):
     retry_after_max_seconds: NonNegative = Field(60, alias="HTTP_RETRY_AFTER_MAX_SECONDS")
 
 
-def _with_http(data: Any) -> Any:
-    if isinstance(data, Mapping) and "http" not in data:
-        return {**data, "http": dict(data)}
-    return data
+class _RemoteSection(Section):
+    """A remote system's section: its HTTP patience comes from the same flat variables."""
+
+    http: HttpSettings = Field(default_factory=HttpSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nest_http(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "http" not in data:
+            return {**data, "http": dict(data)}
+        return data
 
 
 def _platform(value: object) -> object:
@@ -233,12 +260,16 @@ def _platform(value: object) -> object:
     return Platform(upper) if upper in (Platform.ONPREM.value, Platform.CLOUD.value) else value
 
 
-class _ConfluenceCommon(Section):
+class _ConfluenceCommon(_RemoteSection):
     platform: Annotated[Platform, BeforeValidator(_platform)] = Field(alias="CONFLUENCE_INSTANCE_TYPE")
     base_url: Url = Field(alias="CONFLUENCE_URL")
     tokens_per_minute: PerMinute = Field(250, alias="CONFLUENCE_TOKENS_PER_MINUTE")
     single_label: Label = Field(DEFAULT_SINGLE_LABEL, alias="INGEST_SINGLE_LABEL")
     subtree_label: Label = Field(DEFAULT_SUBTREE_LABEL, alias="INGEST_ALL_LABEL")
+    client_id: str | None = Field(None, alias="CONFLUENCE_CLIENT_ID")
+    client_secret: Secret | None = Field(None, alias="CONFLUENCE_CLIENT_SECRET", repr=False)
+    oauth_token_url: Url | None = Field(None, alias="CONFLUENCE_OAUTH_TOKEN_URL")
+    oauth_scopes: Scopes | None = Field(None, alias="CONFLUENCE_OAUTH_SCOPES")
     # What is read besides page bodies: attachments (off until an operator opts in) and inlined images.
     attachments: Flag = Field(False, alias="CONFLUENCE_ATTACHMENTS")
     attachment_mime_types: MediaTypes = Field(
@@ -247,12 +278,11 @@ class _ConfluenceCommon(Section):
     attachment_max_bytes: ByteSize = Field(DEFAULT_MAX_BYTES, alias="ATTACHMENT_MAX_BYTES")
     inline_images: Flag = Field(False, alias="INLINE_IMAGES")
     inline_image_max_bytes: ByteSize = Field(DEFAULT_INLINE_IMAGE_MAX_BYTES, alias="INLINE_IMAGE_MAX_BYTES")
-    http: HttpSettings = Field(default_factory=HttpSettings)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _nest_http(cls, data: Any) -> Any:
-        return _with_http(data)
+    @property
+    def uses_oauth(self) -> bool:
+        """Whether a service account's client credentials (OAuth 2.0) authenticate, rather than a user's token."""
+        return self.client_id is not None and self.client_secret is not None
 
     @property
     def labels(self) -> SyncLabels:
@@ -273,7 +303,7 @@ class _ConfluenceCommon(Section):
 
 
 class OnPremSettings(_ConfluenceCommon):
-    """Confluence Data Center / Server: a personal access token, or basic auth."""
+    """Confluence Data Center / Server: a personal access token, basic auth, or OAuth client credentials."""
 
     platform: Annotated[Literal[Platform.ONPREM], BeforeValidator(_platform)] = Field(alias="CONFLUENCE_INSTANCE_TYPE")
     pat: Secret | None = Field(None, alias="CONFLUENCE_PAT", repr=False)
@@ -289,16 +319,25 @@ class OnPremSettings(_ConfluenceCommon):
         return self.base_url
 
     @property
+    def token_url(self) -> str:
+        """Where client credentials are exchanged for a bearer token (DC 10.1+ serves it below the base URL)."""
+        return self.oauth_token_url or f"{self.base_url}{DC_TOKEN_PATH}"
+
+    @property
+    def scopes(self) -> str:
+        return self.oauth_scopes or DEFAULT_DC_SCOPES
+
+    @property
     def secrets(self) -> tuple[Secret, ...]:
-        return tuple(s for s in (self.pat, self.password) if s is not None)
+        return tuple(s for s in (self.pat, self.password, self.client_secret) if s is not None)
 
 
 class CloudSettings(_ConfluenceCommon):
-    """Confluence Cloud: an account email and API token, through the site or the API gateway."""
+    """Confluence Cloud: an account email and API token (site or gateway), or OAuth client credentials (gateway)."""
 
     platform: Annotated[Literal[Platform.CLOUD], BeforeValidator(_platform)] = Field(alias="CONFLUENCE_INSTANCE_TYPE")
-    cloud_user: str = Field(alias="CONFLUENCE_CLOUD_USER")
-    cloud_token: Secret = Field(alias="CONFLUENCE_CLOUD_TOKEN", repr=False)
+    cloud_user: str | None = Field(None, alias="CONFLUENCE_CLOUD_USER")
+    cloud_token: Secret | None = Field(None, alias="CONFLUENCE_CLOUD_TOKEN", repr=False)
     cloud_id: CloudId | None = Field(None, alias="CONFLUENCE_CLOUD_ID")
     cloud_api_url: Url = Field(DEFAULT_CLOUD_API_URL, alias="CONFLUENCE_CLOUD_API_URL")
 
@@ -314,8 +353,17 @@ class CloudSettings(_ConfluenceCommon):
         return f"{self.base_url}/wiki"
 
     @property
+    def token_url(self) -> str:
+        return self.oauth_token_url or DEFAULT_CLOUD_TOKEN_URL
+
+    @property
+    def scopes(self) -> str | None:
+        """None: Cloud grants the scopes chosen when the service account's credentials were created."""
+        return self.oauth_scopes
+
+    @property
     def secrets(self) -> tuple[Secret, ...]:
-        return (self.cloud_token,)
+        return tuple(s for s in (self.cloud_token, self.client_secret) if s is not None)
 
 
 def _platform_tag(data: Any) -> str | None:
@@ -335,7 +383,7 @@ ConfluenceSettings = Annotated[
 """OnPrem or Cloud, chosen by `CONFLUENCE_INSTANCE_TYPE` (case-insensitive)."""
 
 
-class _UniqueCommon(Section):
+class _UniqueCommon(_RemoteSection):
     ingestion_url: Url = Field(alias="UNIQUE_INGESTION_URL")
     graphql_url: Url = Field(alias="UNIQUE_INGESTION_URL_GRAPHQL")
     scope_id: str | None = Field(None, alias="UNIQUE_SCOPE_ID")
@@ -343,12 +391,6 @@ class _UniqueCommon(Section):
     extra_headers: Headers = Field(default_factory=dict, alias="UNIQUE_SERVICE_EXTRA_HEADERS", repr=False)
     tokens_per_minute: PerMinute = Field(100, alias="UNIQUE_TOKENS_PER_MINUTE")
     concurrency: Concurrency = Field(4, alias="UNIQUE_CONCURRENCY")
-    http: HttpSettings = Field(default_factory=HttpSettings)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _nest_http(cls, data: Any) -> Any:
-        return _with_http(data)
 
     @property
     def ingestion_base(self) -> str:
@@ -460,8 +502,6 @@ _REQUIRED_BECAUSE = {
     "CONFLUENCE_URL": "is required (a URL with http:// or https://)",
     "UNIQUE_INGESTION_URL": "is required (a URL with http:// or https://)",
     "UNIQUE_INGESTION_URL_GRAPHQL": "is required (a URL with http:// or https://)",
-    "CONFLUENCE_CLOUD_USER": "is required when CONFLUENCE_INSTANCE_TYPE is CLOUD",
-    "CONFLUENCE_CLOUD_TOKEN": "is required when CONFLUENCE_INSTANCE_TYPE is CLOUD",
     "ZITADEL_OAUTH_TOKEN_URL": "is required when UNIQUE_SERVICE_AUTH_MODE is external",
     "ZITADEL_CLIENT_ID": "is required when UNIQUE_SERVICE_AUTH_MODE is external",
     "ZITADEL_CLIENT_SECRET": "is required when UNIQUE_SERVICE_AUTH_MODE is external",
@@ -473,18 +513,71 @@ _UNION_TAGS = {
 }
 
 
+_PAT = ("CONFLUENCE_PAT",)
+_BASIC = ("CONFLUENCE_USERNAME", "CONFLUENCE_PASSWORD")
+_CLOUD_TOKEN = ("CONFLUENCE_CLOUD_USER", "CONFLUENCE_CLOUD_TOKEN")
+_OAUTH = ("CONFLUENCE_CLIENT_ID", "CONFLUENCE_CLIENT_SECRET")
+_OAUTH_OPTIONS = ("CONFLUENCE_OAUTH_TOKEN_URL", "CONFLUENCE_OAUTH_SCOPES")
+_AUTH_METHODS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
+    Platform.ONPREM.value: (("a PAT", _PAT), ("basic auth", _BASIC), ("OAuth", _OAUTH)),
+    Platform.CLOUD.value: (("an API token", _CLOUD_TOKEN), ("OAuth", _OAUTH)),
+}
+_AUTH_CHOICES = {
+    Platform.ONPREM.value: "CONFLUENCE_PAT, CONFLUENCE_USERNAME with CONFLUENCE_PASSWORD, "
+    "or CONFLUENCE_CLIENT_ID with CONFLUENCE_CLIENT_SECRET",
+    Platform.CLOUD.value: "CONFLUENCE_CLOUD_USER with CONFLUENCE_CLOUD_TOKEN, "
+    "or CONFLUENCE_CLIENT_ID with CONFLUENCE_CLIENT_SECRET",
+}
+
+
+def _auth_problems(platform: str, present: set[str]) -> dict[str, str]:
+    """Exactly one complete Confluence auth method of the platform; each problem names the variables involved."""
+    choices = _AUTH_CHOICES[platform]
+    touched = [(what, names) for what, names in _AUTH_METHODS[platform] if present & set(names)]
+    if len(touched) > 1:
+        involved = [name for _, names in touched for name in names if name in present]
+        reason = (
+            f"{', '.join(involved)} configure more than one Confluence auth method "
+            f"({' and '.join(what for what, _ in touched)}); set exactly one: {choices}"
+        )
+        return dict.fromkeys(involved, reason)
+    if touched == [("OAuth", _OAUTH)]:
+        missing = [name for name in _OAUTH if name not in present]
+        if missing:
+            given = next(name for name in _OAUTH if name in present)
+            return dict.fromkeys(missing, f"is required with {given} (OAuth client credentials)")
+        if platform == Platform.CLOUD.value and "CONFLUENCE_CLOUD_ID" not in present:
+            return {
+                "CONFLUENCE_CLOUD_ID": "is required with CONFLUENCE_CLIENT_ID on CLOUD: "
+                "OAuth tokens work only through the API gateway"
+            }
+        return {}
+    if touched and all(name in present for name in touched[0][1]):
+        return {}
+    # Nothing usable, or half of a user's credentials: name what the user-token methods still lack.
+    if platform == Platform.ONPREM.value:
+        return dict.fromkeys(
+            [*_PAT, *(name for name in _BASIC if name not in present)], f"ONPREM needs one auth method: {choices}"
+        )
+    reason = (
+        "is required when CONFLUENCE_INSTANCE_TYPE is CLOUD, "
+        "unless CONFLUENCE_CLIENT_ID and CONFLUENCE_CLIENT_SECRET (OAuth) are set"
+    )
+    return dict.fromkeys((name for name in _CLOUD_TOKEN if name not in present), reason)
+
+
 def combination_problems(variables: Mapping[str, Any]) -> dict[str, str]:
     """Problems that involve more than one variable, read from the raw values (blank counts as unset)."""
     raw = {k: v.strip() if isinstance(v, str) else v for k, v in variables.items()}
     present = {k for k, v in raw.items() if v not in (None, "")}
     problems: dict[str, str] = {}
     platform = _upper(raw.get("CONFLUENCE_INSTANCE_TYPE"))
-    if platform == Platform.ONPREM.value and "CONFLUENCE_PAT" not in present:
-        basic = ("CONFLUENCE_USERNAME", "CONFLUENCE_PASSWORD")
-        if not set(basic) <= present:
-            reason = "ONPREM needs CONFLUENCE_PAT or both CONFLUENCE_USERNAME and CONFLUENCE_PASSWORD"
-            for name in ("CONFLUENCE_PAT", *(n for n in basic if n not in present)):
-                problems[name] = reason
+    if platform in _AUTH_METHODS:
+        problems.update(_auth_problems(str(platform), present))
+        if not set(_OAUTH) & present:
+            for name in _OAUTH_OPTIONS:
+                if name in present:
+                    problems[name] = "is only used with CONFLUENCE_CLIENT_ID and CONFLUENCE_CLIENT_SECRET (OAuth)"
     single = _lower(raw.get("INGEST_SINGLE_LABEL") or DEFAULT_SINGLE_LABEL)
     subtree = _lower(raw.get("INGEST_ALL_LABEL") or DEFAULT_SUBTREE_LABEL)
     if {"INGEST_SINGLE_LABEL", "INGEST_ALL_LABEL"} & present and single == subtree:

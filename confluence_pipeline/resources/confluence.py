@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import dagster as dg
-from pydantic import PrivateAttr
+from typing import Any
 
 from confluence_pipeline.clients.confluence import ConfluenceClient, build_confluence_client
-from confluence_pipeline.clients.tls import TrustStoreError, build_ssl_context
-from confluence_pipeline.config.secrets import LoggerScrubbing
-from confluence_pipeline.config.settings import (
-    CloudSettings,
-    ConfigurationError,
-    OnPremSettings,
-    confluence_settings,
-)
-from confluence_pipeline.resources.variables import VariablesResource, secret_variable, variable
+from confluence_pipeline.config.settings import CloudSettings, OnPremSettings, confluence_settings
+from confluence_pipeline.resources.variables import ClientResource, secret_variable, variable
 
 
-class ConfluenceResource(VariablesResource):
+class ConfluenceResource(ClientResource):
     """Connection to Confluence Data Center/Server or Cloud; `client` is built once per run."""
 
     confluence_instance_type: str | None = variable("ONPREM or CLOUD")
@@ -31,6 +23,13 @@ class ConfluenceResource(VariablesResource):
     confluence_cloud_token: str | None = secret_variable("Cloud API token")
     confluence_cloud_id: str | None = variable("Route Cloud calls through the API gateway (scoped tokens)")
     confluence_cloud_api_url: str | None = variable("Atlassian API gateway (default https://api.atlassian.com)")
+    confluence_client_id: str | None = variable("OAuth 2.0 client id of a service account (instead of a user's token)")
+    confluence_client_secret: str | None = secret_variable("OAuth 2.0 client secret of the service account")
+    confluence_oauth_token_url: str | None = variable(
+        "OAuth token endpoint (default DC <CONFLUENCE_URL>/rest/oauth2/latest/token, Cloud "
+        "https://api.atlassian.com/oauth/token)"
+    )
+    confluence_oauth_scopes: str | None = variable("OAuth scopes to request (default DC READ, Cloud: as granted)")
     confluence_tokens_per_minute: str | None = variable("Requests per minute, retries included (0 = no cap)")
     ingest_single_label: str | None = variable("Label that syncs one page (default ai-ingest)")
     ingest_all_label: str | None = variable("Label that syncs a page and all below it (default ai-ingest-all)")
@@ -42,42 +41,16 @@ class ConfluenceResource(VariablesResource):
     http_timeout_seconds: str | None = variable("Timeout of one request (default 60)")
     http_retry_after_max_seconds: str | None = variable("Longest Retry-After honoured (default 60)")
 
-    _settings: OnPremSettings | CloudSettings | None = PrivateAttr(default=None)
-    _client: ConfluenceClient | None = PrivateAttr(default=None)
-    _scrubbing: LoggerScrubbing | None = PrivateAttr(default=None)
+    def _validated(self) -> OnPremSettings | CloudSettings:
+        return confluence_settings(self.variables())
 
-    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        try:
-            self._settings = confluence_settings(self.variables())
-            verify = build_ssl_context()
-        except ConfigurationError as exc:
-            self._invalid(exc)
-            return
-        except TrustStoreError as exc:
-            self._invalid(ConfigurationError({exc.variable: exc.reason}))
-            return
-        self._client = build_confluence_client(self._settings, verify=verify)
-        self._scrubbing = LoggerScrubbing(self._client.api.scrubber)
-        self._scrubbing.install()
-
-    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        if self._client is not None:
-            self._client.close()
-        if self._scrubbing is not None:
-            self._scrubbing.remove()
+    def _connect(self, settings: OnPremSettings | CloudSettings, verify: Any) -> ConfluenceClient:
+        return build_confluence_client(settings, verify=verify)
 
     @property
     def settings(self) -> OnPremSettings | CloudSettings:
-        if self._settings is None:
-            raise ConfigurationError(self.problems or {"CONFLUENCE_URL": "the Confluence resource was not set up"})
-        return self._settings
+        return self._ready(self._settings)
 
     @property
     def client(self) -> ConfluenceClient:
-        if self._client is None:
-            raise ConfigurationError(self.problems or {"CONFLUENCE_URL": "the Confluence resource was not set up"})
-        return self._client
-
-    def request_counts(self) -> dict[str, int]:
-        """Requests made by this run's client so far, per route (retries included)."""
-        return {} if self._client is None else self._client.api.counter.snapshot()
+        return self._ready(self._client)

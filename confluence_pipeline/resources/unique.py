@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import dagster as dg
-from pydantic import PrivateAttr
+from typing import Any
 
-from confluence_pipeline.clients.tls import TrustStoreError, build_ssl_context
 from confluence_pipeline.clients.unique import UniqueClient
-from confluence_pipeline.config.secrets import LoggerScrubbing
-from confluence_pipeline.config.settings import (
-    ClusterLocalSettings,
-    ConfigurationError,
-    ExternalAuthSettings,
-    unique_settings,
-)
-from confluence_pipeline.resources.variables import VariablesResource, secret_variable, variable
+from confluence_pipeline.config.settings import ClusterLocalSettings, ExternalAuthSettings, unique_settings
+from confluence_pipeline.resources.variables import ClientResource, secret_variable, variable
 
 
-class UniqueResource(VariablesResource):
+class UniqueResource(ClientResource):
     """Connection to Unique's ingestion service; `client` is built once per run and fetches one token."""
 
     unique_ingestion_url: str | None = variable("Ingestion REST base (…/v1/content)")
@@ -36,42 +28,16 @@ class UniqueResource(VariablesResource):
     http_timeout_seconds: str | None = variable("Timeout of one request (default 60)")
     http_retry_after_max_seconds: str | None = variable("Longest Retry-After honoured (default 60)")
 
-    _settings: ExternalAuthSettings | ClusterLocalSettings | None = PrivateAttr(default=None)
-    _client: UniqueClient | None = PrivateAttr(default=None)
-    _scrubbing: LoggerScrubbing | None = PrivateAttr(default=None)
+    def _validated(self) -> ExternalAuthSettings | ClusterLocalSettings:
+        return unique_settings(self.variables())
 
-    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        try:
-            self._settings = unique_settings(self.variables())
-            verify = build_ssl_context()
-        except ConfigurationError as exc:
-            self._invalid(exc)
-            return
-        except TrustStoreError as exc:
-            self._invalid(ConfigurationError({exc.variable: exc.reason}))
-            return
-        self._client = UniqueClient(self._settings, verify=verify)
-        self._scrubbing = LoggerScrubbing(self._client.scrubber)
-        self._scrubbing.install()
-
-    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        if self._client is not None:
-            self._client.close()
-        if self._scrubbing is not None:
-            self._scrubbing.remove()
+    def _connect(self, settings: ExternalAuthSettings | ClusterLocalSettings, verify: Any) -> UniqueClient:
+        return UniqueClient(settings, verify=verify)
 
     @property
     def settings(self) -> ExternalAuthSettings | ClusterLocalSettings:
-        if self._settings is None:
-            raise ConfigurationError(self.problems or {"UNIQUE_INGESTION_URL": "the Unique resource was not set up"})
-        return self._settings
+        return self._ready(self._settings)
 
     @property
     def client(self) -> UniqueClient:
-        if self._client is None:
-            raise ConfigurationError(self.problems or {"UNIQUE_INGESTION_URL": "the Unique resource was not set up"})
-        return self._client
-
-    def request_counts(self) -> dict[str, int]:
-        """Requests made by this run's client so far, per route (token calls included)."""
-        return {} if self._client is None else self._client.request_counts()
+        return self._ready(self._client)

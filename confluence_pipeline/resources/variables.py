@@ -9,12 +9,15 @@ Dagster field would stop at the first bad value with Dagster's own wording).
 from __future__ import annotations
 
 import os
+from abc import abstractmethod
 from collections.abc import Mapping
-from typing import Any, Self
+from typing import Any, Protocol, Self, TypeVar
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
+from confluence_pipeline.clients.tls import TrustStoreError, build_ssl_context
+from confluence_pipeline.config.secrets import LoggerScrubbing, Scrubber
 from confluence_pipeline.config.settings import ConfigurationError
 
 
@@ -62,6 +65,71 @@ class VariablesResource(dg.ConfigurableResource):
 
     def _invalid(self, error: ConfigurationError) -> None:
         self._problems = dict(error.problems)
+
+
+class Client(Protocol):
+    """What a client resource needs of its client."""
+
+    scrubber: Scrubber
+
+    def request_counts(self) -> dict[str, int]: ...
+
+    def close(self) -> None: ...
+
+
+T = TypeVar("T")
+
+
+class ClientResource(VariablesResource):
+    """A resource that owns one remote system's client for the length of a run.
+
+    `setup_for_execution` validates the variables (recording problems instead of failing, so the first op
+    can name every bad variable of every resource at once), builds the client with the run's TLS context
+    and scrubs its secrets from our loggers; `teardown_after_execution` closes it.
+    """
+
+    _settings: Any = PrivateAttr(default=None)
+    _client: Any = PrivateAttr(default=None)
+    _scrubbing: LoggerScrubbing | None = PrivateAttr(default=None)
+
+    @abstractmethod
+    def _validated(self) -> Any:
+        """The settings from this resource's variables; raises ConfigurationError."""
+
+    @abstractmethod
+    def _connect(self, settings: Any, verify: Any) -> Client:
+        """A client for validated settings."""
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        try:
+            settings = self._validated()
+            verify = build_ssl_context()
+        except ConfigurationError as exc:
+            self._invalid(exc)
+            return
+        except TrustStoreError as exc:
+            self._invalid(ConfigurationError({exc.variable: exc.reason}))
+            return
+        self._settings = settings
+        self._client = self._connect(settings, verify)
+        self._scrubbing = LoggerScrubbing(self._client.scrubber)
+        self._scrubbing.install()
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._client is not None:
+            self._client.close()
+        if self._scrubbing is not None:
+            self._scrubbing.remove()
+
+    def _ready(self, value: T | None) -> T:
+        """`value` once set up; otherwise the configuration problems (the first op has reported them)."""
+        if value is None:
+            raise ConfigurationError(self.problems or {type(self).__name__: "was not set up"})
+        return value
+
+    def request_counts(self) -> dict[str, int]:
+        """Requests made by this run's client so far, per route (retries and token calls included)."""
+        return {} if self._client is None else self._client.request_counts()
 
 
 def require_valid(*resources: VariablesResource) -> None:

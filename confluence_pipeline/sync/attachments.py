@@ -106,7 +106,7 @@ def _ingest_attachment(
     space: SpaceRef,
     item: AttachmentItem,
     *,
-    is_new: bool,
+    existed_before: bool,
     scope_id: str,
     source: Source,
     mark: str,
@@ -121,6 +121,7 @@ def _ingest_attachment(
         scope_id=scope_id,
         source=source,
         mime_type=media_type(attachment.media_type) or "application/octet-stream",
+        updated_at=attachment.updated_at,  # the listed version, which is the one downloaded
     )
     try:
         registration = unique.register(spec)
@@ -148,13 +149,36 @@ def _ingest_attachment(
         except RemoteError as exc:
             raise _AttachmentFailed("finalize", str(exc)) from exc
     except _AttachmentFailed:
-        if is_new:
-            # A new key registered but never finalized would linger as empty content: remove it.
-            try:
-                unique.delete([registration.id])
-            except RemoteError as cleanup_exc:
-                log.error("Cleanup of half-registered attachment %s failed: %s", attachment.id, cleanup_exc)
+        if not existed_before:
+            _remove_registration(unique, attachment.id, registration.id)
+        # Content that existed before keeps its id (registration upserts by key): deleting it would remove
+        # its readable previous version, or what another source wrote under this key.
         raise
+
+
+def _remove_registration(unique: UniqueClient, attachment_id: str, content_id: str) -> None:
+    """Delete content this run created and could not finalize, so it does not linger empty."""
+    try:
+        gone = unique.delete([content_id])
+    except RemoteError as exc:
+        log.error("Cleanup of half-registered attachment %s (content %s) failed: %s", attachment_id, content_id, exc)
+        return
+    if content_id not in gone:
+        log.error("Cleanup of half-registered attachment %s: content %s still exists", attachment_id, content_id)
+
+
+def _existing_keys(
+    unique: UniqueClient, space: SpaceRef, items: Sequence[AttachmentItem], new_keys: Collection[str]
+) -> set[str] | RemoteError:
+    """Which of the attachments the diff calls new already have an item: "new" is not proof of absence, since
+    the file-diff matches stored keys by their last segment only. The lookup's error when it fails."""
+    wanted = [content_key(space, item.key) for item in items if item.key in new_keys]
+    if not wanted:
+        return set()
+    try:
+        return set(unique.ids_for_keys(wanted))
+    except RemoteError as exc:
+        return exc
 
 
 def ingest_attachments(
@@ -171,6 +195,19 @@ def ingest_attachments(
 ) -> AttachmentOutcome:
     """Register, stream and finalize each attachment, `concurrency` at a time; each holds one chunk in memory."""
     outcome = AttachmentOutcome()
+    existing = _existing_keys(unique, space, items, new_keys)
+    if isinstance(existing, RemoteError):
+        # Without knowing which keys exist, a failed new attachment could not be cleaned up safely.
+        reason = f"could not look up whether its key exists before registering: {existing}"
+        for item in items:
+            if item.key in new_keys:
+                named = {"attachment_id": item.attachment.id, "filename": item.attachment.title}
+                outcome.failures.append(PageFailure(item.page_id, space.key, "register", reason, **named))
+                log.error("%s", outcome.failures[-1].line())
+        items = [item for item in items if item.key not in new_keys]
+        existing = set()
+    updated_keys = {content_key(space, item.key) for item in items if item.key not in new_keys}
+    existing |= updated_keys
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"attach-{space.key[:10]}") as pool:
         futures = [
             (
@@ -181,7 +218,7 @@ def ingest_attachments(
                     unique,
                     space,
                     item,
-                    is_new=item.key in new_keys,
+                    existed_before=content_key(space, item.key) in existing,
                     scope_id=scope_id,
                     source=source,
                     mark=mark,

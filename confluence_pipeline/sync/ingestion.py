@@ -81,12 +81,40 @@ def _fetch_batch(
     return bodies
 
 
+def _existing_keys(
+    unique: UniqueClient, space: SpaceRef, bodies: Sequence[PageBody], new_ids: Collection[str], outcome: IngestOutcome
+) -> tuple[list[PageBody], set[str]]:
+    """The bodies to ingest and which of their keys exist in Unique before this run registers anything.
+
+    Only pages the diff called new are looked up (updated ones exist by definition). "New" is not proof of
+    absence: the file-diff matches stored keys by their last segment under a substring of the prefix, and
+    a server may leave out content another source wrote, so a new page's key may hold content already.
+    When the lookup fails, the new pages of the batch fail before registration rather than risk deleting
+    content this run did not create.
+    """
+    new_keys = [content_key(space, body.page.id) for body in bodies if body.page.id in new_ids]
+    existing = {content_key(space, body.page.id) for body in bodies if body.page.id not in new_ids}
+    if not new_keys:
+        return list(bodies), existing
+    try:
+        existing.update(unique.ids_for_keys(new_keys))
+    except RemoteError as exc:
+        reason = f"could not look up whether its key exists before registering: {exc}"
+        for body in bodies:
+            if body.page.id in new_ids:
+                failure = PageFailure(body.page.id, space.key, "register", reason)
+                log.error("%s", failure.line())
+                outcome.failures.append(failure)
+        return [body for body in bodies if body.page.id not in new_ids], existing
+    return list(bodies), existing
+
+
 def _ingest_one(
     unique: UniqueClient,
     space: SpaceRef,
     body: PageBody,
     *,
-    is_new: bool,
+    existed_before: bool,
     scope_id: str,
     sync_labels: Collection[str],
     source: Source,
@@ -102,6 +130,7 @@ def _ingest_one(
         metadata={**content_metadata(page, sync_labels, mark), **dict(body.metadata)},
         scope_id=scope_id,
         source=source,
+        updated_at=page.updated_at,  # the version fetched with this body, which is the one uploaded
     )
     try:
         registration = unique.register(spec)
@@ -113,19 +142,27 @@ def _ingest_one(
         stage = "finalize"
         unique.finalize(spec, registration)
     except RemoteError as exc:
-        if is_new:
-            # A new key registered but never finalized would linger as empty content: remove it.
-            # Updates keep their id, and the previous version stays readable until the next run.
-            try:
-                unique.delete([registration.id])
-            except RemoteError as cleanup_exc:
-                log.error("Cleanup of half-registered page %s failed: %s", page.id, cleanup_exc)
+        if not existed_before:
+            _remove_registration(unique, page.id, registration.id)
+        # Content that existed before keeps its id (registration upserts by key), so deleting it would
+        # remove a readable previous version, or content another source wrote under this key.
         raise _PageFailed(stage, str(exc)) from exc
 
 
 def _ingest_with_images(images: ImageInliner, unique: UniqueClient, space: SpaceRef, body: PageBody, **kw: Any) -> None:
     with images.page(body) as inlined:
         _ingest_one(unique, space, inlined, **kw)
+
+
+def _remove_registration(unique: UniqueClient, page_id: str, content_id: str) -> None:
+    """Delete content this run created and could not finalize, so it does not linger empty."""
+    try:
+        gone = unique.delete([content_id])
+    except RemoteError as exc:
+        log.error("Cleanup of half-registered page %s (content %s) failed: %s", page_id, content_id, exc)
+        return
+    if content_id not in gone:
+        log.error("Cleanup of half-registered page %s: content %s still exists after deleting it", page_id, content_id)
 
 
 def ingest_pages(
@@ -154,7 +191,9 @@ def ingest_pages(
         for batch in batched(list(page_ids), BODY_BATCH):
             if len(in_flight) == 2:
                 _collect(in_flight.popleft(), outcome, space, new_ids)
-            bodies = _fetch_batch(confluence, space, batch, outcome)
+            bodies, existing = _existing_keys(
+                unique, space, _fetch_batch(confluence, space, batch, outcome), new_ids, outcome
+            )
             if images is not None:
                 images.prepare(bodies)
             ingest: Any = _ingest_one if images is None else partial(_ingest_with_images, images)
@@ -167,7 +206,7 @@ def ingest_pages(
                             unique,
                             space,
                             body,
-                            is_new=body.page.id in new_ids,
+                            existed_before=content_key(space, body.page.id) in existing,
                             scope_id=scope_id,
                             sync_labels=sync_labels,
                             source=source,

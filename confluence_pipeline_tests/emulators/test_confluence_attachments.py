@@ -4,34 +4,15 @@ all as an httpx client sees them over real sockets."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 
+from confluence_pipeline_tests.emulators.common import CLOUD_AUTH, dc_client
 from confluence_sandbox.confluence import ConfluenceEmulator, Wiki
 from confluence_sandbox.confluence.attachments import BLOCK_SIZE, FileData, sample_pdf, sample_png
-
-PAT = {"Authorization": "Bearer test-pat"}
-CLOUD_AUTH = ("svc@example.com", "cloud-token")
-
-
-@pytest.fixture
-def dc() -> Iterator[ConfluenceEmulator]:
-    with ConfluenceEmulator("ONPREM", context_path="/confluence") as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def cloud() -> Iterator[ConfluenceEmulator]:
-    with ConfluenceEmulator("CLOUD") as emulator:
-        yield emulator
-
-
-def dc_client(emu: ConfluenceEmulator) -> httpx.Client:
-    return httpx.Client(base_url=emu.api_root, headers=PAT)
 
 
 def cloud_client() -> httpx.Client:

@@ -6,30 +6,15 @@ from __future__ import annotations
 import hashlib
 import threading
 import tracemalloc
-from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 
+from confluence_pipeline_tests.emulators.common import CLOUD_AUTH, PAT
 from confluence_sandbox.confluence import ConfluenceEmulator
 from confluence_sandbox.confluence.attachments import Attachment, sample_pdf
 from confluence_sandbox.http import REDACTED, Fault
-
-PAT = {"Authorization": "Bearer test-pat"}
-CLOUD_AUTH = ("svc@example.com", "cloud-token")
-
-
-@pytest.fixture
-def dc() -> Iterator[ConfluenceEmulator]:
-    with ConfluenceEmulator("ONPREM", context_path="/confluence") as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def cloud() -> Iterator[ConfluenceEmulator]:
-    with ConfluenceEmulator("CLOUD") as emulator:
-        yield emulator
 
 
 def attach(emu: ConfluenceEmulator, filename: str = "spec.pdf", data: bytes | None = None, **kw: object) -> Attachment:

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
+from confluence_pipeline_tests.emulators.common import PAT
 from confluence_sandbox.confluence import (
     ConfluenceEmulator,
     CqlError,
@@ -259,9 +260,7 @@ def dc() -> Iterator[ConfluenceEmulator]:
 
 @pytest.mark.parametrize("cql", [c for c in INVALID if c])
 def test_invalid_cql_gives_the_dc_400_envelope(dc: ConfluenceEmulator, cql: str) -> None:
-    response = httpx.get(
-        f"{dc.api_root}/content/search", params={"cql": cql}, headers={"Authorization": "Bearer test-pat"}
-    )
+    response = httpx.get(f"{dc.api_root}/content/search", params={"cql": cql}, headers=PAT)
     assert response.status_code == 400
     assert response.json() == {
         "statusCode": 400,
@@ -273,8 +272,6 @@ def test_invalid_cql_gives_the_dc_400_envelope(dc: ConfluenceEmulator, cql: str)
 
 def test_valid_cql_through_http_finds_the_same_pages(dc: ConfluenceEmulator) -> None:
     cql = '((label = "ai-ingest") OR (label = "ai-ingest-all")) AND space.type = global AND type != attachment'
-    response = httpx.get(
-        f"{dc.api_root}/content/search", params={"cql": cql}, headers={"Authorization": "Bearer test-pat"}
-    )
+    response = httpx.get(f"{dc.api_root}/content/search", params={"cql": cql}, headers=PAT)
     assert response.status_code == 200
     assert [NAMES[r["id"]] for r in response.json()["results"]] == ["root", "arch", "blog"]

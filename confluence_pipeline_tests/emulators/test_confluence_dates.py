@@ -9,10 +9,9 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from confluence_pipeline_tests.emulators.common import client_for
 from confluence_sandbox.confluence import ConfluenceEmulator, SearchScope, Wiki, evaluate, parse
 
-PAT = {"Authorization": "Bearer test-pat"}
-CLOUD_AUTH = ("svc@example.com", "cloud-token")
 ZURICH = "Europe/Zurich"  # UTC+2 in summer
 
 
@@ -22,20 +21,9 @@ def _at(text: str) -> datetime:
 
 @pytest.fixture
 def dc() -> Iterator[ConfluenceEmulator]:
+    """DC served at the server root, without the shared `dc`'s `/confluence` context path."""
     with ConfluenceEmulator("ONPREM") as emulator:
         yield emulator
-
-
-@pytest.fixture
-def cloud() -> Iterator[ConfluenceEmulator]:
-    with ConfluenceEmulator("CLOUD") as emulator:
-        yield emulator
-
-
-def client_for(emu: ConfluenceEmulator) -> httpx.Client:
-    if emu.mode == "ONPREM":
-        return httpx.Client(base_url=emu.api_root, headers=PAT)
-    return httpx.Client(base_url=emu.api_root, auth=CLOUD_AUTH)
 
 
 def titles(client: httpx.Client, cql: str, **params: str) -> list[str]:

@@ -5,41 +5,33 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 
+from confluence_pipeline_tests.emulators.common import CLOUD_AUTH, LABELLED, PAT, dc_client
 from confluence_sandbox.confluence import ConfluenceEmulator, Wiki
 from confluence_sandbox.http import Fault
 
-PAT = {"Authorization": "Bearer test-pat"}
-CLOUD_AUTH = ("svc@example.com", "cloud-token")
-LABELLED = 'label = "ai-ingest" and type != attachment'
+
+@pytest.fixture
+def confluence_onprem(dc: ConfluenceEmulator) -> ConfluenceEmulator:
+    """This file's name for the shared `dc`."""
+    return dc
 
 
 @pytest.fixture
-def confluence_onprem() -> Iterator[ConfluenceEmulator]:
-    with ConfluenceEmulator("ONPREM", context_path="/confluence") as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def confluence_cloud() -> Iterator[ConfluenceEmulator]:
-    with ConfluenceEmulator("CLOUD") as emulator:
-        yield emulator
+def confluence_cloud(cloud: ConfluenceEmulator) -> ConfluenceEmulator:
+    """This file's name for the shared `cloud`."""
+    return cloud
 
 
 def seed(wiki: Wiki, count: int, *, space: str = "OPS", label: str = "ai-ingest") -> list[str]:
     if wiki.find_space(space) is None:
         wiki.add_space(space, f"Space {space}")
     return [wiki.add_page(space, f"Page {space} {i}", labels=[label], body=f"<p>{i}</p>").id for i in range(count)]
-
-
-def dc_client(emu: ConfluenceEmulator, **kw: object) -> httpx.Client:
-    return httpx.Client(base_url=emu.api_root, headers=PAT, **kw)  # type: ignore[arg-type]
 
 
 def cloud_client(emu: ConfluenceEmulator, **kw: object) -> httpx.Client:

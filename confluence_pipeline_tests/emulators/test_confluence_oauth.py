@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from confluence_pipeline_tests.emulators.common import PAT
 from confluence_sandbox.confluence import ConfluenceEmulator
 
 CLIENT_ID = "svc-sync-client"
@@ -20,7 +21,6 @@ CLOUD_JSON = {
     "client_secret": CLIENT_SECRET,
     "audience": "api.atlassian.com",
 }
-PAT = {"Authorization": "Bearer test-pat"}
 
 
 @pytest.fixture(scope="module")

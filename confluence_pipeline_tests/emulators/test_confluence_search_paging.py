@@ -8,30 +8,17 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from confluence_pipeline_tests.emulators.common import LABELLED, client_for
 from confluence_sandbox.confluence import ConfluenceEmulator, Wiki
 
-PAT = {"Authorization": "Bearer test-pat"}
-CLOUD_AUTH = ("svc@example.com", "cloud-token")
-LABELLED = 'label = "ai-ingest" and type != attachment'
 T0 = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def dc() -> Iterator[ConfluenceEmulator]:
-    with ConfluenceEmulator("ONPREM", context_path="/confluence") as emulator:
-        yield emulator
 
 
 @pytest.fixture(params=["ONPREM", "CLOUD"])
 def emu(request: pytest.FixtureRequest) -> Iterator[ConfluenceEmulator]:
+    """Confluence, once per platform (the shared `emu` is the Unique emulator)."""
     with ConfluenceEmulator(request.param) as emulator:
         yield emulator
-
-
-def client_for(emu: ConfluenceEmulator) -> httpx.Client:
-    if emu.mode == "ONPREM":
-        return httpx.Client(base_url=emu.api_root, headers=PAT)
-    return httpx.Client(base_url=emu.api_root, auth=CLOUD_AUTH)
 
 
 def seed_by_age(wiki: Wiki, count: int) -> list[str]:

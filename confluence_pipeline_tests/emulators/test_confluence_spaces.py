@@ -2,33 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
 
+from confluence_pipeline_tests.emulators.common import CLOUD_AUTH, LABELLED, dc_client
 from confluence_sandbox.confluence import ConfluenceEmulator, SearchScope, UnknownSpaceError, Wiki, evaluate, parse
 from confluence_sandbox.confluence.wiki import SpaceKeyRenameError
-
-PAT = {"Authorization": "Bearer test-pat"}
-CLOUD_AUTH = ("svc@example.com", "cloud-token")
-LABELLED = 'label = "ai-ingest" and type != attachment'
-
-
-@pytest.fixture
-def dc() -> Iterator[ConfluenceEmulator]:
-    with ConfluenceEmulator("ONPREM", context_path="/confluence") as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def cloud() -> Iterator[ConfluenceEmulator]:
-    with ConfluenceEmulator("CLOUD") as emulator:
-        yield emulator
-
-
-def dc_client(emu: ConfluenceEmulator) -> httpx.Client:
-    return httpx.Client(base_url=emu.api_root, headers=PAT)
 
 
 def v1_roots(emu: ConfluenceEmulator) -> list[str]:

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from confluence_pipeline_tests.emulators.common import CLUSTER_HEADERS, CONTENT_UPSERT
 from confluence_sandbox.http import Fault
 from confluence_sandbox.unique import UniqueEmulator, graphql_error_fault
 
@@ -22,17 +23,6 @@ PROJECT_SCOPE = (
     "openid profile email urn:zitadel:iam:user:resourceowner urn:zitadel:iam:org:projects:roles "
     "urn:zitadel:iam:org:project:id:123456:aud"
 )
-CLUSTER_HEADERS = {"x-service-id": "confluence-connector", "x-company-id": "company-1", "x-user-id": "service-user-1"}
-CONTENT_UPSERT = """mutation ContentUpsert($input: ContentCreateInput!, $fileUrl: String, $chatId: String,
-  $scopeId: String, $sourceOwnerType: String, $sourceName: String, $sourceKind: String,
-  $storeInternally: Boolean, $baseUrl: String) {
-  contentUpsert(input: $input, fileUrl: $fileUrl, chatId: $chatId, scopeId: $scopeId,
-    sourceOwnerType: $sourceOwnerType, sourceName: $sourceName, sourceKind: $sourceKind,
-    storeInternally: $storeInternally, baseUrl: $baseUrl) {
-    id key title byteSize mimeType ownerType ownerId writeUrl readUrl createdAt
-    internallyStoredAt source { kind name }
-  }
-}"""
 PING = {"query": "{ __typename }"}
 PARTIAL_KEY = "acme/98307_ENG"
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,12 +33,6 @@ HTTP = httpx.Client(timeout=10)  # one shared client: building an SSL context pe
 def _close_http() -> Iterator[None]:
     yield
     HTTP.close()
-
-
-@pytest.fixture
-def emu() -> Iterator[UniqueEmulator]:
-    with UniqueEmulator() as emulator:
-        yield emulator
 
 
 def basic(client_id: str, secret: str) -> dict[str, str]:

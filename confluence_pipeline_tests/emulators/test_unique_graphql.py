@@ -10,21 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
+from confluence_pipeline_tests.emulators.common import CLUSTER_HEADERS, CONTENT_UPSERT
 from confluence_sandbox.unique import ScopeAccess, UniqueEmulator
 
-CLUSTER_HEADERS = {"x-service-id": "confluence-connector", "x-company-id": "company-1", "x-user-id": "service-user-1"}
-
-# -- documents copied from /work/shared/contracts/unique-ingestion.md ------------------------------
-CONTENT_UPSERT = """mutation ContentUpsert($input: ContentCreateInput!, $fileUrl: String, $chatId: String,
-  $scopeId: String, $sourceOwnerType: String, $sourceName: String, $sourceKind: String,
-  $storeInternally: Boolean, $baseUrl: String) {
-  contentUpsert(input: $input, fileUrl: $fileUrl, chatId: $chatId, scopeId: $scopeId,
-    sourceOwnerType: $sourceOwnerType, sourceName: $sourceName, sourceKind: $sourceKind,
-    storeInternally: $storeInternally, baseUrl: $baseUrl) {
-    id key title byteSize mimeType ownerType ownerId writeUrl readUrl createdAt
-    internallyStoredAt source { kind name }
-  }
-}"""
+# -- documents copied from /work/shared/contracts/unique-ingestion.md (ContentUpsert is in common.py) -----
 PAGINATED_CONTENT = """query PaginatedContent($skip: Int!, $take: Int!, $where: ContentWhereInput) {
   paginatedContent(skip: $skip, take: $take, where: $where) {
     nodes { id fileAccess key ownerType ownerId metadata byteSize expiresAt ingestionState }
@@ -71,12 +60,6 @@ DELETE_FOLDER = """mutation DeleteFolder($scopeId: String!, $recursive: Boolean!
 
 PAGE_HTML = "<p>Hello <strong>Unique</strong> \u2013 ü</p>".encode()
 BASE_URL = "https://acme.atlassian.net"
-
-
-@pytest.fixture
-def emu() -> Iterator[UniqueEmulator]:
-    with UniqueEmulator() as emulator:
-        yield emulator
 
 
 @pytest.fixture(scope="module")

@@ -11,31 +11,15 @@ from typing import Any
 import httpx
 import pytest
 
+from confluence_pipeline_tests.emulators.common import CLUSTER_HEADERS, CONTENT_UPSERT
 from confluence_sandbox.unique import UniqueEmulator
 
-CLUSTER_HEADERS = {"x-service-id": "confluence-connector", "x-company-id": "company-1", "x-user-id": "service-user-1"}
-CONTENT_UPSERT = """mutation ContentUpsert($input: ContentCreateInput!, $fileUrl: String, $chatId: String,
-  $scopeId: String, $sourceOwnerType: String, $sourceName: String, $sourceKind: String,
-  $storeInternally: Boolean, $baseUrl: String) {
-  contentUpsert(input: $input, fileUrl: $fileUrl, chatId: $chatId, scopeId: $scopeId,
-    sourceOwnerType: $sourceOwnerType, sourceName: $sourceName, sourceKind: $sourceKind,
-    storeInternally: $storeInternally, baseUrl: $baseUrl) {
-    id key title byteSize mimeType ownerType ownerId writeUrl readUrl createdAt
-    internallyStoredAt source { kind name }
-  }
-}"""
 KEY = "acme/98307_ENG/123456::att789"
 ALL_BYTES = bytes(range(256)) * 4
 # Bytes that look like chunked framing or a request line: a parser that scans the body would trip on them.
 FRAMING_LOOKALIKE = b"0\r\n\r\nPUT / HTTP/1.1\r\n\r\n\x00\xff"
 BLOB_HEADERS = {"x-ms-blob-type": "BlockBlob"}
 MIB = 1024 * 1024
-
-
-@pytest.fixture
-def emu() -> Iterator[UniqueEmulator]:
-    with UniqueEmulator() as emulator:
-        yield emulator
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from confluence_pipeline.config.location import load_location_settings
 from confluence_pipeline.config.settings import scrubber_for_variables
 from confluence_pipeline.jobs.sync import confluence_sync
 from confluence_pipeline.sensors import FAILURE_SENSOR_NAME, build_failure_sensor
-from confluence_pipeline_tests.support import PAT, ZITADEL_SECRET, Sandbox, fake_run
+from confluence_pipeline_tests.support import OAUTH_CLIENT_SECRET, PAT, ZITADEL_SECRET, Sandbox, fake_run
 from confluence_sandbox.http import EmulatorServer, Fault, Request, Response
 
 HOOK_PATH = "/hooks/T0-hook-Secret-Path"  # chat webhook URLs carry their token in the path
@@ -148,15 +148,20 @@ def test_a_refusing_webhook_fails_the_tick_without_showing_its_url(onprem: Sandb
 def test_a_run_without_step_failures_reports_the_run_message_and_scrubs_secrets() -> None:
     instance = dg.DagsterInstance.ephemeral()
     run = fake_run(instance, dg.DagsterRunStatus.FAILURE)
-    env = {"CONFLUENCE_PAT": PAT, "UNIQUE_SERVICE_EXTRA_HEADERS": json.dumps({"x-api-key": 'k3y-Value-"quoted'})}
+    env = {
+        "CONFLUENCE_PAT": PAT,
+        "CONFLUENCE_CLIENT_SECRET": OAUTH_CLIENT_SECRET,
+        "UNIQUE_SERVICE_EXTRA_HEADERS": json.dumps({"x-api-key": 'k3y-Value-"quoted'}),
+    }
 
     scrubber = scrubber_for_variables(env)
-    message = f'worker crashed with {PAT} and k3y-Value-"quoted in memory'
+    message = f'worker crashed with {PAT}, {OAUTH_CLIENT_SECRET} and k3y-Value-"quoted in memory'
     report = build_failure_report(run, message, [], scrubber=scrubber)
 
     assert report.steps == ()
     assert "worker crashed" in report.summary()
     dumped = json.dumps(report.payload())
     assert PAT not in dumped and PAT not in report.summary() and "k3y-Value" not in dumped
+    assert OAUTH_CLIENT_SECRET not in dumped and OAUTH_CLIENT_SECRET not in report.summary()
     # Each secret is replaced whole: a shorter one never leaves part of a longer one behind.
     assert scrubber.scrub(f'{PAT} k3y-Value-"quoted') == "*** ***"

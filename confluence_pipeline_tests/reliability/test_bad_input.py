@@ -141,6 +141,9 @@ BAD_VALUES = [
     ("CONFLUENCE_URL", ""),
     ("CONFLUENCE_PAT", ""),
     ("CONFLUENCE_CLOUD_API_URL", "ftp://api.atlassian.com"),
+    ("CONFLUENCE_CLIENT_ID", "svc-client"),  # beside the PAT: two auth methods
+    ("CONFLUENCE_OAUTH_TOKEN_URL", "id.example.com/token"),
+    ("CONFLUENCE_OAUTH_SCOPES", 'READ "WRITE"'),
     ("CONFLUENCE_TOKENS_PER_MINUTE", "-1"),
     ("CONFLUENCE_TOKENS_PER_MINUTE", "1e3"),
     ("INGEST_SINGLE_LABEL", "two words"),
@@ -171,9 +174,12 @@ BAD_VALUES = [
 def test_each_bad_variable_is_named_before_any_request(onprem: Sandbox, variable: str, value: str) -> None:
     onprem.set_env(**{variable: value})
     # A PAT alone makes basic-auth variables irrelevant; empty PAT needs them, so they are named too.
+    # A client id beside the PAT is a second auth method: both are named.
     expected = {variable}
     if variable == "CONFLUENCE_PAT":
         expected |= {"CONFLUENCE_USERNAME", "CONFLUENCE_PASSWORD"}
+    if variable == "CONFLUENCE_CLIENT_ID":
+        expected |= {"CONFLUENCE_PAT"}
 
     result = onprem.run_sync(expect_success=False)
 

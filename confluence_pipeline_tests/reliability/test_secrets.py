@@ -1,32 +1,40 @@
-"""No secret leaks: not to stdout/stderr, the debug log, exception messages or any file under DAGSTER_HOME.
+"""No secret leaks: not to stdout/stderr, the debug log, exception messages, alert payloads or DAGSTER_HOME.
 
-Distinctive values for every credential, plus the bearer tokens the Unique emulator issued during the run,
-through a normal run and through failing runs whose servers echo the credentials back; TLS is verified.
+Distinctive values for every credential, plus the bearer tokens both emulators issued during the run, through
+normal runs (one whose Confluence OAuth token expires mid-run) and failing runs whose servers echo the
+credentials back; TLS is verified.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote, quote_plus
 
 import dagster as dg
 import pytest
 import trustme
 
+from confluence_pipeline.alerts import build_failure_report
+from confluence_pipeline.config.settings import scrubber_for_variables
 from confluence_pipeline.jobs.sync import confluence_sync
 from confluence_pipeline.resources import resources_from_env
 from confluence_pipeline_tests.support import (
     CLOUD_TOKEN,
     JSON,
+    OAUTH_CLIENT_ID,
+    OAUTH_CLIENT_SECRET,
     PASSWORD,
     PAT,
     ZITADEL_SECRET,
     Sandbox,
     base_env,
     failure_text,
+    oauth_env,
     stored_bytes,
     unique_state,
 )
@@ -37,6 +45,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 HEADER_SECRET = "hdr-Secret-Api-Key-4711"
 USERNAME = "svc"
 CLOUD_USER = "svc@example.com"
+WRONG_CLIENT_SECRET = "wrong+Oauth/Secret=1357"  # characters that URL and form encoding change
 PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY")
 
 
@@ -44,7 +53,7 @@ def _b64(user: str, password: str) -> str:
     return base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
-# Every form a credential travels in: raw, and inside the Basic headers built from it.
+# Every form a credential travels in: raw, inside the Basic headers built from it, and form-encoded.
 STATIC_SECRETS = [
     PAT,
     PASSWORD,
@@ -54,6 +63,8 @@ STATIC_SECRETS = [
     _b64(USERNAME, PASSWORD),
     _b64(CLOUD_USER, CLOUD_TOKEN),
     _b64("connector", ZITADEL_SECRET),
+    *{form for secret in (OAUTH_CLIENT_SECRET, WRONG_CLIENT_SECRET) for form in (secret, quote(secret, safe=""))},
+    quote_plus(WRONG_CLIENT_SECRET),
 ]
 
 
@@ -88,6 +99,8 @@ class Case:
     arm: Callable[[Sandbox], None]
     failure: str = ""  # empty: the run succeeds
     gets_token: bool = True  # whether the run gets as far as a Zitadel token
+    oauth: bool = False  # Confluence through the emulator's OAuth service account
+    oauth_tokens: int = 0  # how many Confluence OAuth tokens the run gets
 
 
 def _nothing(_: Sandbox) -> None:
@@ -118,6 +131,30 @@ def _graphql_echo_on_register(box: Sandbox) -> None:
 def _file_diff_400_echo(box: Sandbox) -> None:
     fault, when = echoing(400, '{"statusCode":400,"message":"rejected {auth}","error":"Bad Request"}')
     box.unique.faults.add(r"/file-diff$", fault, times=None, when=when)
+
+
+def _oauth_token_401_echo(box: Sandbox) -> None:
+    """The token endpoint refuses the client and repeats the request body, client secret and all."""
+    fault = Fault(401, dict(JSON), b"")
+
+    def when(request: Request) -> bool:
+        body = request.body.decode()
+        fault.body = json.dumps({"error": "invalid_client", "error_description": f"refused {body}"}).encode()
+        ECHOED.append(body)
+        return True
+
+    box.confluence.faults.add(r"/(oauth2/latest|oauth)/token$", fault, times=None, when=when)
+
+
+def _oauth_token_expires_mid_run(box: Sandbox) -> None:
+    skew = [0.0]
+    box.confluence.oauth.clock = lambda: time.monotonic() + skew[0]
+
+    def expire(served: int) -> None:
+        if served == 1:
+            skew[0] += 2 * box.confluence.oauth_token_ttl
+
+    box.confluence.between_search_pages = expire
 
 
 def _zitadel_401_echo(box: Sandbox) -> None:
@@ -155,8 +192,37 @@ CASES = {
     "graphql-error-echoing-bearer-token": Case("ONPREM", {}, _graphql_echo_on_register, "failed at register"),
     "file-diff-400-echoing-bearer-token": Case("ONPREM", {}, _file_diff_400_echo, "HTTP 400"),
     "zitadel-401-echoing-client-secret": Case("ONPREM", {}, _zitadel_401_echo, "HTTP 401", False),
+    "onprem-oauth-normal-run": Case("ONPREM", {}, _nothing, oauth=True, oauth_tokens=1),
+    "cloud-oauth-token-expiring-mid-run": Case("CLOUD", {}, _oauth_token_expires_mid_run, oauth=True, oauth_tokens=2),
+    "onprem-oauth-wrong-secret-echoed": Case(
+        "ONPREM",
+        {"CONFLUENCE_CLIENT_SECRET": WRONG_CLIENT_SECRET},
+        _oauth_token_401_echo,
+        "CONFLUENCE_CLIENT_SECRET",
+        False,
+        oauth=True,
+    ),
+    "cloud-oauth-wrong-secret-echoed": Case(
+        "CLOUD",
+        {"CONFLUENCE_CLIENT_SECRET": WRONG_CLIENT_SECRET},
+        _oauth_token_401_echo,
+        "CONFLUENCE_CLIENT_SECRET",
+        False,
+        oauth=True,
+    ),
+    "cloud-oauth-401-echoing-bearer-token": Case(
+        "CLOUD", {}, _confluence_401_echo, "HTTP 401", False, oauth=True, oauth_tokens=2
+    ),
     "media-host-500-echoing-its-download-token": Case("CLOUD", {}, _media_host_echoing_its_token, "failed at download"),
 }
+ECHOING = (
+    _confluence_401_echo,
+    _graphql_echo_on_register,
+    _file_diff_400_echo,
+    _zitadel_401_echo,
+    _oauth_token_401_echo,
+    _media_host_echoing_its_token,
+)
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -171,6 +237,8 @@ def test_no_secret_reaches_output_logs_errors_or_dagster_home(
     dagster_home, instance = home
     log_file = tmp_path / "debug.log"
     box: Sandbox = request.getfixturevalue(case.mode.lower())
+    if case.oauth:
+        box.set_env(**oauth_env(box.confluence))
     box.set_env(
         DEBUG_MODE="true",
         DEBUG_LOG_FILE=str(log_file),
@@ -188,26 +256,46 @@ def test_no_secret_reaches_output_logs_errors_or_dagster_home(
         resources=resources_from_env(box.env), instance=instance, raise_on_error=False
     )
     tokens = list(box.unique._tokens)  # every bearer token the emulator issued in this run
+    oauth_tokens = list(box.confluence.oauth._expiry)  # and every Confluence OAuth token
 
     assert result.success is not case.failure, failure_text(result)
     errors = _error_texts(result)
     assert case.failure in errors, errors
     assert bool(tokens) is case.gets_token  # issued bearer tokens are secrets too
-    assert bool(ECHOED) is (case.arm is not _nothing) and all(ECHOED)  # the servers did send credentials back
-    secrets = STATIC_SECRETS + tokens + MEDIA_TOKENS
+    assert len(oauth_tokens) == case.oauth_tokens == box.confluence.oauth_tokens_issued
+    assert bool(ECHOED) is (case.arm in ECHOING) and all(ECHOED)  # the servers did send credentials back
+    if case.arm is _oauth_token_401_echo:
+        assert all(OAUTH_CLIENT_ID in echoed for echoed in ECHOED)  # the token request's body came back
+    secrets = STATIC_SECRETS + tokens + oauth_tokens + MEDIA_TOKENS
+    alert = _alert_text(box, result)
     captured = capfd.readouterr()
     output = captured.out + captured.err
     log_text = log_file.read_text(encoding="utf-8")
     stored = stored_bytes(dagster_home)
     # Each scan sees real content, so an empty scan cannot pass for a clean one.
     assert result.run_id in output and " DEBUG confluence_pipeline." in log_text and result.run_id.encode() in stored
+    assert bool(alert) is bool(case.failure) and (not alert or result.run_id in alert)
     leaks = {
         "stdout/stderr": [s for s in secrets if s in output],
         "debug log": [s for s in secrets if s in log_text],
         "errors": [s for s in secrets if s in errors],
         "DAGSTER_HOME": [s for s in secrets if s.encode() in stored],
+        "alert": [s for s in secrets if s in alert],
     }
-    assert leaks == {"stdout/stderr": [], "debug log": [], "errors": [], "DAGSTER_HOME": []}
+    assert leaks == {"stdout/stderr": [], "debug log": [], "errors": [], "DAGSTER_HOME": [], "alert": []}
+
+
+def _alert_text(box: Sandbox, result: dg.ExecuteInProcessResult) -> str:
+    """What `confluence_sync_failure_sensor` would log and POST for a failed run; empty for a successful one."""
+    if result.success:
+        return ""
+    report = build_failure_report(
+        result.dagster_run,
+        result.get_run_failure_event().message or "",
+        [event for event in result.all_events if event.is_step_failure],
+        scrubber=scrubber_for_variables(box.env),
+    )
+    return report.summary() + json.dumps(report.payload())
 
 
 def _error_texts(result: dg.ExecuteInProcessResult) -> str:

@@ -11,7 +11,14 @@ from urllib.parse import unquote
 import pytest
 
 from confluence_pipeline.domain.attachments import AttachmentPolicy, parse_media_types
-from confluence_pipeline_tests.support import Sandbox, StoredItem, expected_state, output_metadata, unique_state
+from confluence_pipeline_tests.support import (
+    Sandbox,
+    StoredItem,
+    expected_state,
+    oauth_env,
+    output_metadata,
+    unique_state,
+)
 from confluence_sandbox.confluence.attachments import Attachment, sample_pdf, sample_png
 from confluence_sandbox.http import Fault
 
@@ -376,6 +383,20 @@ def test_cloud_downloads_follow_the_redirect_without_confluence_credentials(clou
     rest = [r for r in cloud.confluence.requests if r.path.endswith(f"/child/attachment/{pdf.id}/download")]
     assert len(rest) == 1 and "authorization" in rest[0].headers and rest[0].query["version"] == ["1"]
     assert len(media.requests) == 1 and media.credentialed_requests == []
+
+
+def test_oauth_service_accounts_download_through_the_rest_route(sandbox: Sandbox) -> None:
+    ids = seed(sandbox)
+    pdf = sandbox.confluence.wiki.add_attachment(ids["Runbook"], "spec.pdf", size=100_000, seed=3)
+    attachments_on(sandbox)
+    sandbox.set_env(**oauth_env(sandbox.confluence))
+
+    sandbox.run_sync()
+
+    assert sandbox.stored()[att_key(sandbox, pdf)].sha256 == pdf.data.sha256()
+    if sandbox.confluence.mode == "CLOUD":  # `_links.download` refuses OAuth tokens on Cloud: never used
+        assert all("/download/attachments/" not in r.path for r in sandbox.confluence.requests)
+        assert sandbox.confluence.media is not None and sandbox.confluence.media.credentialed_requests == []
 
 
 # -- test mode ------------------------------------------------------------------------------------------------

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from confluence_pipeline.config.settings import CloudSettings, ConfigurationError, load_settings
+from confluence_pipeline.config.settings import (
+    SECRET_VARIABLES,
+    CloudSettings,
+    ConfigurationError,
+    OnPremSettings,
+    known_variables,
+    load_settings,
+    scrubber_for_variables,
+)
 from confluence_pipeline.domain.models import Platform
 
 ONPREM = {
@@ -135,3 +143,131 @@ def test_zero_rate_means_unlimited_and_cluster_local_needs_no_zitadel() -> None:
     assert settings.confluence.tokens_per_minute is None
     assert settings.unique.auth_mode == "cluster_local"
     assert settings.unique.ingestion_base == "https://gw.example.com/ingestion"
+
+
+# -- OAuth client credentials ----------------------------------------------------------------------------
+CLOUD = {
+    **ONPREM,
+    "CONFLUENCE_INSTANCE_TYPE": "CLOUD",
+    "CONFLUENCE_URL": "https://acme.atlassian.net",
+    "CONFLUENCE_PAT": "",
+}
+DC_OAUTH = {"CONFLUENCE_PAT": "", "CONFLUENCE_CLIENT_ID": "svc-client", "CONFLUENCE_CLIENT_SECRET": "oauth-secret-abc"}
+BASIC_VARS = ("CONFLUENCE_USERNAME", "CONFLUENCE_PASSWORD")
+CLOUD_OAUTH = {
+    "CONFLUENCE_CLIENT_ID": "svc-client",
+    "CONFLUENCE_CLIENT_SECRET": "oauth-secret-abc",
+    "CONFLUENCE_CLOUD_ID": "0f1e-22",
+}
+
+
+def test_dc_oauth_defaults_to_its_own_token_endpoint_and_scope_read() -> None:
+    settings = load_settings({**ONPREM, **DC_OAUTH}).confluence
+    assert isinstance(settings, OnPremSettings) and settings.uses_oauth
+    assert settings.token_url == "https://wiki.example.com/confluence/rest/oauth2/latest/token"
+    assert settings.scopes == "READ"
+    assert settings.pat is None and "oauth-secret-abc" not in repr(settings)
+    assert [s.get_secret_value() for s in settings.secrets] == ["oauth-secret-abc"]
+
+
+def test_cloud_oauth_calls_the_gateway_and_keeps_site_links() -> None:
+    settings = load_settings({**CLOUD, **CLOUD_OAUTH}).confluence
+    assert isinstance(settings, CloudSettings) and settings.uses_oauth
+    assert settings.token_url == "https://api.atlassian.com/oauth/token"
+    assert settings.scopes is None  # Cloud grants what the credentials were created with
+    assert settings.api_root == "https://api.atlassian.com/ex/confluence/0f1e-22/wiki/rest/api"
+    assert settings.web_base == "https://acme.atlassian.net/wiki"
+    assert settings.cloud_user is None and settings.cloud_token is None
+
+
+@pytest.mark.parametrize(
+    ("value", "sent"),
+    [
+        ("READ", "READ"),
+        (" READ,WRITE ", "READ WRITE"),
+        ("search:confluence  read:page:confluence", "search:confluence read:page:confluence"),
+    ],
+)
+def test_oauth_scopes_are_sent_space_separated(value: str, sent: str) -> None:
+    settings = load_settings({**ONPREM, **DC_OAUTH, "CONFLUENCE_OAUTH_SCOPES": value}).confluence
+    assert settings.scopes == sent
+
+
+def test_oauth_token_url_overrides_the_default() -> None:
+    env = {**CLOUD, **CLOUD_OAUTH, "CONFLUENCE_OAUTH_TOKEN_URL": "https://auth.atlassian.com/oauth/token/"}
+    assert load_settings(env).confluence.token_url == "https://auth.atlassian.com/oauth/token"
+
+
+@pytest.mark.parametrize(
+    ("base", "overrides", "bad"),
+    [
+        # two methods at once, each variable involved named
+        (
+            ONPREM,
+            {"CONFLUENCE_CLIENT_ID": "c", "CONFLUENCE_CLIENT_SECRET": "s"},
+            {"CONFLUENCE_PAT", "CONFLUENCE_CLIENT_ID", "CONFLUENCE_CLIENT_SECRET"},
+        ),
+        (ONPREM, {"CONFLUENCE_USERNAME": "u", "CONFLUENCE_PASSWORD": "p"}, {"CONFLUENCE_PAT", *BASIC_VARS}),
+        (ONPREM, {"CONFLUENCE_USERNAME": "u"}, {"CONFLUENCE_PAT", "CONFLUENCE_USERNAME"}),
+        (ONPREM, {"CONFLUENCE_CLIENT_SECRET": "s"}, {"CONFLUENCE_PAT", "CONFLUENCE_CLIENT_SECRET"}),
+        (
+            {**ONPREM, **DC_OAUTH},
+            {"CONFLUENCE_USERNAME": "u", "CONFLUENCE_PASSWORD": "p"},
+            {*BASIC_VARS, "CONFLUENCE_CLIENT_ID", "CONFLUENCE_CLIENT_SECRET"},
+        ),
+        (
+            CLOUD,
+            {"CONFLUENCE_CLOUD_USER": "u", "CONFLUENCE_CLOUD_TOKEN": "t", **CLOUD_OAUTH},
+            {"CONFLUENCE_CLOUD_USER", "CONFLUENCE_CLOUD_TOKEN", "CONFLUENCE_CLIENT_ID", "CONFLUENCE_CLIENT_SECRET"},
+        ),
+        (
+            CLOUD,
+            {"CONFLUENCE_CLOUD_TOKEN": "t", **CLOUD_OAUTH},
+            {"CONFLUENCE_CLOUD_TOKEN", "CONFLUENCE_CLIENT_ID", "CONFLUENCE_CLIENT_SECRET"},
+        ),
+        # half of one method
+        ({**ONPREM, **DC_OAUTH}, {"CONFLUENCE_CLIENT_SECRET": ""}, {"CONFLUENCE_CLIENT_SECRET"}),
+        ({**ONPREM, **DC_OAUTH}, {"CONFLUENCE_CLIENT_ID": ""}, {"CONFLUENCE_CLIENT_ID"}),
+        ({**CLOUD, **CLOUD_OAUTH}, {"CONFLUENCE_CLIENT_SECRET": ""}, {"CONFLUENCE_CLIENT_SECRET"}),
+        (CLOUD, {"CONFLUENCE_CLOUD_USER": "u"}, {"CONFLUENCE_CLOUD_TOKEN"}),
+        # Cloud OAuth only works through the gateway
+        ({**CLOUD, **CLOUD_OAUTH}, {"CONFLUENCE_CLOUD_ID": ""}, {"CONFLUENCE_CLOUD_ID"}),
+        # OAuth options without OAuth, and malformed ones
+        (ONPREM, {"CONFLUENCE_OAUTH_TOKEN_URL": "https://id.example.com/token"}, {"CONFLUENCE_OAUTH_TOKEN_URL"}),
+        (ONPREM, {"CONFLUENCE_OAUTH_SCOPES": "READ"}, {"CONFLUENCE_OAUTH_SCOPES"}),
+        (
+            {**ONPREM, **DC_OAUTH},
+            {"CONFLUENCE_OAUTH_TOKEN_URL": "id.example.com/token"},
+            {"CONFLUENCE_OAUTH_TOKEN_URL"},
+        ),
+        ({**ONPREM, **DC_OAUTH}, {"CONFLUENCE_OAUTH_SCOPES": 'READ "WRITE"'}, {"CONFLUENCE_OAUTH_SCOPES"}),
+        ({**ONPREM, **DC_OAUTH}, {"CONFLUENCE_OAUTH_SCOPES": ", ,"}, {"CONFLUENCE_OAUTH_SCOPES"}),
+    ],
+)
+def test_exactly_one_complete_auth_method(base: dict[str, str], overrides: dict[str, str], bad: set[str]) -> None:
+    assert set(problems({**base, **overrides})) == bad
+
+
+def test_auth_problems_say_what_to_do_and_never_show_secrets() -> None:
+    env = {**ONPREM, **DC_OAUTH, "CONFLUENCE_PAT": "pat-value-123"}
+    found = problems(env)
+    assert set(found) == {"CONFLUENCE_PAT", "CONFLUENCE_CLIENT_ID", "CONFLUENCE_CLIENT_SECRET"}
+    reason = found["CONFLUENCE_PAT"]
+    assert "more than one Confluence auth method (a PAT and OAuth)" in reason and "set exactly one" in reason
+    message = str(ConfigurationError(found))
+    assert "pat-value-123" not in message and "oauth-secret-abc" not in message
+
+    half = problems({**ONPREM, **DC_OAUTH, "CONFLUENCE_CLIENT_SECRET": ""})
+    assert half == {"CONFLUENCE_CLIENT_SECRET": "is required with CONFLUENCE_CLIENT_ID (OAuth client credentials)"}
+    nothing = problems({**CLOUD})
+    assert nothing["CONFLUENCE_CLOUD_USER"].startswith("is required when CONFLUENCE_INSTANCE_TYPE is CLOUD, unless")
+    assert "API gateway" in problems({**CLOUD, **CLOUD_OAUTH, "CONFLUENCE_CLOUD_ID": ""})["CONFLUENCE_CLOUD_ID"]
+
+
+def test_the_client_secret_is_a_secret_variable() -> None:
+    assert "CONFLUENCE_CLIENT_SECRET" in SECRET_VARIABLES
+    assert {"CONFLUENCE_CLIENT_ID", "CONFLUENCE_OAUTH_TOKEN_URL", "CONFLUENCE_OAUTH_SCOPES"} <= known_variables()
+    scrubber = scrubber_for_variables({"CONFLUENCE_CLIENT_SECRET": "a+b/c=d-secret"})
+    assert scrubber.scrub("form: client_secret=a%2Bb%2Fc%3Dd-secret, raw a+b/c=d-secret") == (
+        "form: client_secret=***, raw ***"
+    )

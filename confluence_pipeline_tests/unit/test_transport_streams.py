@@ -140,3 +140,24 @@ def test_a_body_cut_short_raises_remote_unavailable() -> None:
                 received += len(chunk)
         assert 0 < received <= 500_000  # whole chunks were handed on before the cut; none after it
         assert "confluence GET attachment download" in str(info.value)
+
+
+def test_the_limiter_is_consulted_before_every_streamed_attempt() -> None:
+    events: list[str] = []
+
+    class RecordingLimiter:
+        per_minute = 60
+
+        def acquire(self) -> float:
+            events.append("acquire")
+            return 0.0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        events.append("send")
+        return httpx.Response(503) if events.count("send") < 2 else httpx.Response(200, content=b"file")
+
+    with api_for(handler, per_minute=60) as api:
+        api.limiter = RecordingLimiter()  # type: ignore[assignment]
+        with api.stream("GET", "download", route="GET attachment download") as response:
+            assert b"".join(api.iter_body(response, route="GET attachment download")) == b"file"
+    assert events == ["acquire", "send"] * 2
