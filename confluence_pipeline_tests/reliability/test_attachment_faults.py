@@ -169,3 +169,18 @@ def test_a_200_mb_attachment_streams_with_flat_memory(onprem: Sandbox) -> None:
     stored = onprem.stored()[att_key(onprem, large)]
     assert stored.byte_size == 200 * 1024**2 and stored.sha256 == large.data.sha256()
     assert peak - baseline < 40, f"peak RSS grew from {baseline:.0f} MB to {peak:.0f} MB for a 200 MB file"
+
+
+def test_a_failed_new_attachment_never_removes_an_item_that_existed_before(onprem: Sandbox) -> None:
+    page_id = setup_page(onprem)
+    pdf = onprem.confluence.wiki.add_attachment(page_id, "spec.pdf", sample_pdf())
+    # Another source wrote content under the very key; a file-diff that filters by source calls the key new.
+    onprem.unique.file_diff_filters_by_source = True
+    scope = onprem.unique.store.add_scope("Other").id
+    other = onprem.unique.store.seed_content(att_key(onprem, pdf), owner_id=scope, source_kind="OTHER")
+    onprem.confluence.faults.add(download_path(onprem, pdf), Fault(404), times=None)
+
+    result = onprem.run_sync(expect_success=False)
+
+    assert "failed at download" in failure_text(result)
+    assert other.id in onprem.unique.store.contents  # registration upserted onto it; the cleanup spared it
