@@ -91,7 +91,7 @@ def _assert_three_syncs(report: BenchReport) -> None:
     assert changed.floor is not None and changed.floor.changed == 2 and changed.floor.downloads == 2
     assert changed.unique["graphql ContentUpsert"] == 4 + 4
     assert changed.unique["PUT upload"] == 2 + 2
-    assert changed.delete_ids == [23, 1]  # one call per space: the 20 pages with their 3 attachments, and 1
+    assert changed.delete_ids == [20, 3, 1]  # per space in batches of 20: 20 pages and their 3 attachments; 1
     assert changed.per_page_pattern == changed.confluence_total - changed.confluence_kinds["bodies"] + 2 + 101
 
 
