@@ -1,4 +1,4 @@
-"""Failed-sync reports: what failed where, read from the run's event log, and their delivery to a webhook."""
+"""Alert reports (a failed sync, read from its event log, or a stale instance) and their delivery to a webhook."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
@@ -14,6 +15,7 @@ import httpx
 from confluence_pipeline.clients.proxies import ProxyRules
 from confluence_pipeline.clients.tls import build_ssl_context
 from confluence_pipeline.config.secrets import Scrubber
+from confluence_pipeline.jobs.writers import INSTANCE_TAG
 
 WEBHOOK_VARIABLE = "ALERT_WEBHOOK_URL"
 WEBHOOK_TIMEOUT_SECONDS = 10.0
@@ -70,10 +72,13 @@ class FailureReport:
     steps: tuple[StepFailureReport, ...] = ()
     more_steps: int = 0
     scrubber: Scrubber = field(default_factory=Scrubber, repr=False)
+    instance: str | None = None
 
     def summary(self) -> str:
         """A few lines for the log and for chat webhooks."""
-        head = f"{self.job_name} run {self.run_id} failed" + (f" (triggered by {self.trigger})" if self.trigger else "")
+        about = [f"instance {self.instance}"] if self.instance else []
+        about += [f"triggered by {self.trigger}"] if self.trigger else []
+        head = f"{self.job_name} run {self.run_id} failed" + (f" ({', '.join(about)})" if about else "")
         lines = [head]
         if not self.steps:
             lines.append(f"- {_head(self.run_message)}")
@@ -101,6 +106,7 @@ class FailureReport:
         body = {
             "text": self.summary(),
             "job": self.job_name,
+            "instance": self.instance,
             "run_id": self.run_id,
             "status": "FAILURE",
             "trigger": self.trigger,
@@ -138,7 +144,52 @@ def build_failure_report(
         steps=tuple(steps[:MAX_FAILURES]),
         more_steps=max(0, len(steps) - MAX_FAILURES),
         scrubber=scrubber,
+        instance=run.tags.get(INSTANCE_TAG),
     )
+
+
+@dataclass(frozen=True)
+class StaleReport:
+    """An instance without a successful sync for longer than its FRESHNESS_HOURS; shaped like a failure report."""
+
+    instance: str
+    job_name: str
+    freshness_hours: float
+    checked_at: float
+    last_success: float | None = None
+    """When the last successful sync ended (None: none since the instance is watched)."""
+    run_id: str | None = None
+    run_url: str | None = None
+    trigger: str | None = None
+
+    def message(self) -> str:
+        hours = f"{self.freshness_hours:g}"
+        if self.last_success is None:
+            return f"no successful sync within FRESHNESS_HOURS ({hours} h) of watching it"
+        age = _hours(self.checked_at - self.last_success)
+        return f"no successful sync for {age} (FRESHNESS_HOURS {hours} h); the last one ended {_utc(self.last_success)}"
+
+    def summary(self) -> str:
+        lines = [f"{self.job_name}: instance {self.instance} is stale", f"- {self.message()}"]
+        if self.run_url:
+            lines.append(self.run_url)
+        return "\n".join(lines)
+
+    def payload(self) -> dict[str, Any]:
+        """The webhook body, with the keys of a failure report (no run failed: `run_id` is the last good one)."""
+        return {
+            "text": self.summary(),
+            "job": self.job_name,
+            "instance": self.instance,
+            "run_id": self.run_id,
+            "status": "STALE",
+            "trigger": self.trigger,
+            "run_url": self.run_url,
+            "message": self.message(),
+            "last_success": None if self.last_success is None else _utc(self.last_success),
+            "failures": [],
+            "more_failures": 0,
+        }
 
 
 def post_alert(url: str, payload: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> int:
@@ -185,6 +236,15 @@ def _step_report(event: dg.DagsterEvent) -> StepFailureReport:
         spaces=_listed(metadata.get("guarded_spaces")),
         failed_pages=_listed(metadata.get("failed_pages"))[:MAX_PAGE_IDS],
     )
+
+
+def _hours(seconds: float) -> str:
+    hours = seconds / 3600
+    return f"{hours:.1f} h" if hours < 10 else f"{hours:.0f} h"
+
+
+def _utc(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _text(value: Any) -> str | None:

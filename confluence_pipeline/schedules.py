@@ -1,11 +1,11 @@
-"""`confluence_sync_schedule`: the sync on `CRON_SCHEDULE` in `CRON_TIMEZONE`, stopped by default when it is empty."""
+"""`confluence_sync_schedule` (one per instance): the sync on `CRON_SCHEDULE` in `CRON_TIMEZONE`, stopped when empty."""
 
 from __future__ import annotations
 
 import dagster as dg
 from dagster import RunsFilter
 
-from confluence_pipeline.config.location import LocationSettings
+from confluence_pipeline.config.location import ScheduleSettings
 from confluence_pipeline.jobs.writers import IN_PROGRESS
 
 SCHEDULE_NAME = "confluence_sync_schedule"
@@ -18,12 +18,14 @@ def sync_in_progress(instance: dg.DagsterInstance, job_name: str) -> list[str]:
     return [run.run_id for run in runs]
 
 
-def build_sync_schedule(location: LocationSettings, job: dg.JobDefinition) -> dg.ScheduleDefinition:
-    """The schedule as the location configures it: running on CRON_SCHEDULE, or stopped on 01:00 daily."""
+def build_sync_schedule(
+    location: ScheduleSettings, job: dg.JobDefinition, *, name: str = SCHEDULE_NAME
+) -> dg.ScheduleDefinition:
+    """The schedule as its instance configures it: running on CRON_SCHEDULE, or stopped on 01:00 daily."""
     cron, timezone, running = location.cron, location.cron_timezone, location.schedule_running
 
     @dg.schedule(
-        name=SCHEDULE_NAME,
+        name=name,
         job=job,
         cron_schedule=cron,
         execution_timezone=timezone,
@@ -38,6 +40,6 @@ def build_sync_schedule(location: LocationSettings, job: dg.JobDefinition) -> dg
         busy = sync_in_progress(context.instance, job.name)
         if busy:
             return dg.SkipReason(f"a {job.name} run is already queued or running ({', '.join(busy)})")
-        return dg.RunRequest(tags={TRIGGER_TAG: SCHEDULE_NAME})
+        return dg.RunRequest(tags={TRIGGER_TAG: name})
 
     return confluence_sync_schedule

@@ -1,4 +1,4 @@
-"""Fixtures shared by every test directory: the two emulators with the connector's environment, and instances."""
+"""Fixtures shared by every test directory: the emulators with the connector's environment, instances, a webhook."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from confluence_pipeline_tests.support import REPO_ROOT, Sandbox, make_sandbox
+from confluence_pipeline_tests.support import REPO_ROOT, Sandbox, WebhookReceiver, make_sandbox
 
 
 @pytest.fixture
@@ -42,3 +42,10 @@ def home(tmp_path: Path) -> Iterator[tuple[Path, dg.DagsterInstance]]:
     shutil.copy(REPO_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
         yield dagster_home, instance
+
+
+@pytest.fixture
+def webhook() -> Iterator[WebhookReceiver]:
+    """A webhook receiver for alerts, on 127.0.0.1."""
+    with WebhookReceiver() as receiver:
+        yield receiver  # type: ignore[misc]

@@ -16,11 +16,14 @@ import dagster as dg
 import pytest
 from dagster._core.remote_origin import RegisteredCodeLocationOrigin, RemoteRepositoryOrigin
 
+from confluence_pipeline.config.instances import DEFAULT_INSTANCE
+from confluence_pipeline.definitions import build_definitions
 from confluence_pipeline.jobs.sync import JOB_NAME as SYNC_JOB_NAME
 from confluence_pipeline.jobs.sync import confluence_sync
-from confluence_pipeline.jobs.writers import WRITER_TAG
+from confluence_pipeline.jobs.writers import instance_tags
 from confluence_pipeline.resources import resources_from_env
 from confluence_sandbox.confluence import ConfluenceEmulator
+from confluence_sandbox.http import EmulatorServer, Request, Response
 from confluence_sandbox.unique import UniqueEmulator
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -275,14 +278,20 @@ def _plain_bytes(value: object) -> bytes:
     return str(value).encode()
 
 
-def fake_run(instance: dg.DagsterInstance, status: dg.DagsterRunStatus, job_name: str = SYNC_JOB_NAME) -> dg.DagsterRun:
+def fake_run(
+    instance: dg.DagsterInstance,
+    status: dg.DagsterRunStatus,
+    job_name: str = SYNC_JOB_NAME,
+    *,
+    of_instance: str = DEFAULT_INSTANCE,
+) -> dg.DagsterRun:
     """A run of `job_name` in `status`, as another process (a launched run, another CLI call) would leave it."""
     # Queued runs need an origin; a registered location name is the smallest one Dagster accepts.
     origin = RemoteRepositoryOrigin(RegisteredCodeLocationOrigin("confluence_pipeline"), "__repository__")
     return instance.create_run_for_job(
         job_def=dg.GraphDefinition(name=job_name, node_defs=[]).to_job(),
         status=status,
-        tags={WRITER_TAG: "true"},
+        tags=instance_tags(of_instance),
         remote_job_origin=origin.get_job_origin(job_name),
     )
 
@@ -349,3 +358,110 @@ def is_body_batch(request: Any) -> bool:
 def logged(box: Sandbox, result: dg.ExecuteInProcessResult) -> list[str]:
     """Every log message of the run as the Dagster UI shows it (our module loggers are forwarded there)."""
     return [entry.user_message for entry in box.instance.all_logs(result.run_id)]
+
+
+# -- two Confluence instances, one Unique -----------------------------------------------------------------------
+DC_SERVER_ID = "0d0c5e4e-1111-4a2b-9c3d-aaaaaaaaaaaa"
+CLOUD_ID = "c10d0000-2222-4b3c-8d4e-bbbbbbbbbbbb"
+DC_MARK = f"confc:data-center:{DC_SERVER_ID}"
+CLOUD_MARK = f"confc:cloud:{CLOUD_ID}"
+# Variables the instances file refers to by name: the secrets of both instances.
+INSTANCE_SECRETS = {"WIKI_DC_PAT": PAT, "WIKI_CLOUD_TOKEN": CLOUD_TOKEN, "UNIQUE_ZITADEL_SECRET": ZITADEL_SECRET}
+
+
+@dataclass
+class TwoInstances:
+    """A Data Center and a Cloud emulator synced into one Unique by the instances `wiki_dc` and `wiki_cloud`."""
+
+    dc: ConfluenceEmulator
+    cloud: ConfluenceEmulator
+    unique: UniqueEmulator
+    file: Path
+    env: dict[str, str]
+    shared_scope: str | None
+    """The one scope both instances write to, or None when each space gets a scope of its own."""
+
+    def definitions(self) -> dg.Definitions:
+        """The code location as it loads with this environment (CONFLUENCE_INSTANCES_FILE set)."""
+        return build_definitions(self.env)
+
+    def marks(self) -> dict[str, str]:
+        """Every content key in Unique with the ownership mark its metadata carries."""
+        return {c.key: str((c.metadata or {}).get("confluenceInstance")) for c in self.unique.store.contents.values()}
+
+
+def instances_file(dc: ConfluenceEmulator, cloud: ConfluenceEmulator, unique: UniqueEmulator, scope: str | None) -> str:
+    """Both instances with their own credentials (by variable name), sharing the Unique settings."""
+    targets = (
+        {"wiki_dc": f"UNIQUE_SCOPE_ID: {scope}", "wiki_cloud": f"UNIQUE_SCOPE_ID: {scope}"}
+        if scope
+        else {
+            "wiki_dc": "UNIQUE_SCOPE_PATH_TEMPLATE: /Confluence/DC/{space_key}",
+            "wiki_cloud": "UNIQUE_SCOPE_PATH_TEMPLATE: /Confluence/Cloud/{space_key}",
+        }
+    )
+    return f"""\
+defaults:
+  UNIQUE_INGESTION_URL: {unique.ingestion_url}
+  UNIQUE_INGESTION_URL_GRAPHQL: {unique.graphql_url}
+  UNIQUE_SERVICE_AUTH_MODE: external
+  UNIQUE_TOKENS_PER_MINUTE: 0
+  ZITADEL_OAUTH_TOKEN_URL: {unique.token_url}
+  ZITADEL_CLIENT_ID: connector
+  ZITADEL_PROJECT_ID: 123456
+  ZITADEL_CLIENT_SECRET_ENV: UNIQUE_ZITADEL_SECRET
+  CONFLUENCE_TOKENS_PER_MINUTE: 0
+  HTTP_RETRY_AFTER_MAX_SECONDS: 1
+instances:
+  - name: wiki_dc
+    CONFLUENCE_INSTANCE_TYPE: ONPREM
+    CONFLUENCE_URL: {dc.base_url}
+    CONFLUENCE_PAT_ENV: WIKI_DC_PAT
+    {targets["wiki_dc"]}
+  - name: wiki_cloud
+    CONFLUENCE_INSTANCE_TYPE: CLOUD
+    CONFLUENCE_URL: {cloud.base_url}
+    CONFLUENCE_CLOUD_USER: svc@example.com
+    CONFLUENCE_CLOUD_TOKEN_ENV: WIKI_CLOUD_TOKEN
+    {targets["wiki_cloud"]}
+"""
+
+
+def make_two_instances(
+    monkeypatch: pytest.MonkeyPatch, directory: Path, *, shared_scope: bool
+) -> Iterator[TwoInstances]:
+    """Both emulators and Unique up, the instances file written and CONFLUENCE_INSTANCES_FILE set."""
+    for name in _ALL_VARS:
+        monkeypatch.delenv(name, raising=False)
+    with (
+        ConfluenceEmulator("ONPREM", pat=PAT, server_id=DC_SERVER_ID) as dc,
+        ConfluenceEmulator("CLOUD", cloud_user="svc@example.com", cloud_token=CLOUD_TOKEN, cloud_id=CLOUD_ID) as cloud,
+        UniqueEmulator(client_secret=ZITADEL_SECRET) as unique,
+    ):
+        scope = unique.store.add_scope("Confluence KB").id if shared_scope else None
+        path = directory / "instances.yaml"
+        path.write_text(instances_file(dc, cloud, unique, scope), encoding="utf-8")
+        env = {"CONFLUENCE_INSTANCES_FILE": str(path), **INSTANCE_SECRETS}
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        yield TwoInstances(dc, cloud, unique, path, env, scope)
+
+
+# -- alert webhooks ---------------------------------------------------------------------------------------------
+HOOK_PATH = "/hooks/T0-hook-Secret-Path"  # chat webhook URLs carry their token in the path
+
+
+class WebhookReceiver(EmulatorServer):
+    """A chat webhook: records what alerts POST, answers with `status`."""
+
+    name = "webhook"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.status = 200
+
+    def handle(self, request: Request) -> Response:
+        return Response.json({"ok": self.status < 300}, status=self.status)
+
+    def payloads(self) -> list[dict[str, Any]]:
+        return [json.loads(r.body) for r in self.requests if r.method == "POST" and r.path == HOOK_PATH]

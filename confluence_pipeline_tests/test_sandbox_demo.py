@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -16,7 +17,10 @@ import dagster as dg
 import httpx
 import pytest
 
+from confluence_pipeline.config.instances import INSTANCES_FILE_VARIABLE, load_instances
 from confluence_pipeline.config.settings import load_settings
+from confluence_pipeline.definitions import build_definitions
+from confluence_pipeline.jobs.assets import PER_SPACE_KEY
 from confluence_sandbox import demo
 from confluence_sandbox.confluence import Wiki
 from confluence_sandbox.seed import ALL, SINGLE, apply_demo_edits, seed_demo_wiki
@@ -278,8 +282,8 @@ def read_env_file(path: Path) -> dict[str, str]:
     return env
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path]]:
+@contextlib.contextmanager
+def serving(tmp_path: Path, *extra: str) -> Iterator[tuple[subprocess.Popen[str], Path]]:
     env_file = tmp_path / "sandbox" / "sandbox.env"
     process = subprocess.Popen(
         [
@@ -295,6 +299,7 @@ def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path]]:
             str(env_file),
             "--dagster-home",
             str(tmp_path / "sandbox" / "dagster_home"),
+            *extra,
         ],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
@@ -313,6 +318,12 @@ def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path]]:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path]]:
+    with serving(tmp_path) as running:
+        yield running
 
 
 def test_serve_writes_a_valid_env_file_and_answers_on_both_ports(
@@ -386,3 +397,35 @@ def test_cloud_sandbox_env_is_valid_and_reaches_the_cloud_api() -> None:
         )
     assert spaces.status_code == 200
     assert {"ENG", "HR", "OPS"} <= {s["key"] for s in spaces.json()["results"]}
+
+
+def test_serve_with_two_instances_writes_an_instances_file_both_syncs_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with serving(tmp_path, "--instances", "2", "--cloud-port", "0", "--instances-file", "s/instances.yaml") as (
+        process,
+        env_file,
+    ):
+        env = read_env_file(env_file)
+        assert env[INSTANCES_FILE_VARIABLE] == str(tmp_path / "s" / "instances.yaml")
+        assert "CONFLUENCE_URL" not in env  # the file defines every instance
+
+        config = load_instances(env)  # names every bad field, if the file is not right
+        assert [(i.name, i.status.value) for i in config.instances] == [("wiki_dc", "active"), ("wiki_cloud", "active")]
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        defs = build_definitions(env)
+        instance = dg.DagsterInstance.ephemeral()
+        scopes: dict[str, set[str]] = {}
+        for name in ("wiki_dc", "wiki_cloud"):
+            result = defs.get_job_def(f"confluence_sync__{name}").execute_in_process(instance=instance)
+            (event,) = result.get_asset_observation_events()
+            rows = event.asset_observation_data.asset_observation.metadata[PER_SPACE_KEY].value
+            scopes[name] = {f"{row['space_id']}_{row['space_key']}" for row in rows}  # type: ignore[union-attr]
+            assert sum(row["new"] for row in rows) > 0  # type: ignore[union-attr]
+        assert scopes["wiki_dc"] and scopes["wiki_cloud"] and not scopes["wiki_dc"] & scopes["wiki_cloud"]
+
+        process.terminate()
+        output, _ = process.communicate(timeout=20)
+    assert process.returncode == 0, output
+    assert "confluence_sync__wiki_cloud" in output and "Sandbox stopped." in output

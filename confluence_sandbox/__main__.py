@@ -13,6 +13,7 @@ USAGE = """usage: python -m confluence_sandbox {demo,serve} [options]
          (with a wiki edit in between) and print what landed in Unique   [--mode ONPREM|CLOUD]
   serve  keep the seeded sandbox running and write .sandbox/sandbox.env for `dagster dev`
          [--mode ONPREM|CLOUD] [--confluence-port 8090] [--unique-port 8091] [--env-file PATH]
+         [--instances 2]: a Data Center and a Cloud Confluence into one Unique, with .sandbox/instances.yaml
 
 Run `python -m confluence_sandbox <command> --help` for every option."""
 

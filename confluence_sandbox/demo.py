@@ -22,6 +22,8 @@ from typing import TextIO
 
 import dagster as dg
 
+from confluence_pipeline.config.instances import INSTANCES_FILE_VARIABLE
+from confluence_pipeline.jobs.assets import PER_SPACE_KEY
 from confluence_pipeline.jobs.sync import confluence_sync
 from confluence_pipeline.resources import (
     ConfluenceResource,
@@ -36,6 +38,7 @@ from confluence_sandbox.unique import UniqueEmulator, UniqueStore
 SANDBOX_DIR = Path(".sandbox")
 DEFAULT_DAGSTER_HOME = SANDBOX_DIR / "dagster_home"
 DEFAULT_ENV_FILE = SANDBOX_DIR / "sandbox.env"
+DEFAULT_INSTANCES_FILE = SANDBOX_DIR / "instances.yaml"
 UI_URL = "http://127.0.0.1:3000"
 JOB_NAME = "confluence_sync"
 DEMO_PID_TAG = "confluence_sandbox-demo-pid"
@@ -59,16 +62,21 @@ SANDBOX_ZITADEL_SECRET = "sandbox-zitadel-secret"
 SANDBOX_PROJECT_ID = "123456"
 # Generous client-side caps: the production defaults (250 / 100 per minute) would make the demo crawl.
 SANDBOX_TOKENS_PER_MINUTE = "6000"
+# The Cloud wiki of a two-instance sandbox is the demo wiki again, under ids the Data Center wiki does not use
+# (two real instances have different ids, and one Unique holds both).
+CLOUD_FIRST_SPACE_ID = 2228225
+CLOUD_FIRST_PAGE_ID = 5000000
 
 # A minimal instance config: SQLite storage under this directory and the shipped dagster.yaml's
-# one-writer run queue limit, so runs launched from the sandbox UI queue as they would in production.
+# one-writer-per-instance run queue limit, so runs launched from the sandbox UI queue as they would in production.
 DAGSTER_YAML = """\
 # Written by the confluence_pipeline sandbox. Run, event-log and schedule storage: SQLite files here.
 concurrency:
   runs:
     tag_concurrency_limits:
       - key: "confluence_pipeline/unique-writer"
-        value: "true"
+        value:
+          applyLimitPerUniqueValue: true
         limit: 1
 python_logs:
   managed_python_loggers:
@@ -150,6 +158,91 @@ def running_sandbox(mode: str, *, confluence_port: int = 0, unique_port: int = 0
         yield Sandbox(mode, confluence, unique)
 
 
+@dataclass
+class InstancesSandbox:
+    """A Data Center and a Cloud emulator, both seeded, and one Unique: the instances `wiki_dc` and `wiki_cloud`."""
+
+    dc: ConfluenceEmulator
+    cloud: ConfluenceEmulator
+    unique: UniqueEmulator
+
+    def instances_file(self) -> str:
+        """The instances file for both: secrets only as names of the variables `env` sets."""
+        return f"""\
+# Written by the confluence_pipeline sandbox (python -m confluence_sandbox serve --instances 2).
+defaults:
+  INGEST_SINGLE_LABEL: {SINGLE}
+  INGEST_ALL_LABEL: {ALL}
+  CONFLUENCE_TOKENS_PER_MINUTE: {SANDBOX_TOKENS_PER_MINUTE}
+  UNIQUE_INGESTION_URL: {self.unique.ingestion_url}
+  UNIQUE_INGESTION_URL_GRAPHQL: {self.unique.graphql_url}
+  UNIQUE_SERVICE_AUTH_MODE: external
+  UNIQUE_TOKENS_PER_MINUTE: {SANDBOX_TOKENS_PER_MINUTE}
+  ZITADEL_OAUTH_TOKEN_URL: {self.unique.token_url}
+  ZITADEL_CLIENT_ID: {SANDBOX_ZITADEL_CLIENT_ID}
+  ZITADEL_PROJECT_ID: {SANDBOX_PROJECT_ID}
+  ZITADEL_CLIENT_SECRET_ENV: SANDBOX_ZITADEL_SECRET
+instances:
+  - name: wiki_dc
+    CONFLUENCE_INSTANCE_TYPE: ONPREM
+    CONFLUENCE_URL: {self.dc.base_url}
+    CONFLUENCE_PAT_ENV: SANDBOX_DC_PAT
+    UNIQUE_SCOPE_PATH_TEMPLATE: /Confluence/DC/{{space_key}}
+  - name: wiki_cloud
+    CONFLUENCE_INSTANCE_TYPE: CLOUD
+    CONFLUENCE_URL: {self.cloud.base_url}
+    CONFLUENCE_CLOUD_USER: {SANDBOX_CLOUD_USER}
+    CONFLUENCE_CLOUD_TOKEN_ENV: SANDBOX_CLOUD_TOKEN
+    UNIQUE_SCOPE_PATH_TEMPLATE: /Confluence/Cloud/{{space_key}}
+"""
+
+    def env(self, instances_file: Path, dagster_home: Path | None = None) -> dict[str, str]:
+        """CONFLUENCE_INSTANCES_FILE and the secrets it names; DAGSTER_HOME when given."""
+        no_proxy = _with_loopback(os.environ.get("NO_PROXY") or os.environ.get("no_proxy") or "")
+        env = {
+            INSTANCES_FILE_VARIABLE: str(instances_file.expanduser().resolve()),
+            "SANDBOX_DC_PAT": SANDBOX_PAT,
+            "SANDBOX_CLOUD_TOKEN": SANDBOX_CLOUD_TOKEN,
+            "SANDBOX_ZITADEL_SECRET": SANDBOX_ZITADEL_SECRET,
+            "NO_PROXY": no_proxy,
+            "no_proxy": no_proxy,
+        }
+        if dagster_home is not None:
+            env["DAGSTER_HOME"] = str(dagster_home)
+        return env
+
+
+@contextlib.contextmanager
+def running_instances(*, dc_port: int = 0, cloud_port: int = 0, unique_port: int = 0) -> Iterator[InstancesSandbox]:
+    """Both Confluence emulators and one Unique on 127.0.0.1 (port 0 = ephemeral), both wikis seeded."""
+    dc_wiki = Wiki()
+    seed_demo_wiki(dc_wiki)
+    cloud_wiki = Wiki(first_space_id=CLOUD_FIRST_SPACE_ID, first_page_id=CLOUD_FIRST_PAGE_ID)
+    seed_demo_wiki(cloud_wiki)
+    with (
+        ConfluenceEmulator("ONPREM", pat=SANDBOX_PAT, port=dc_port, wiki=dc_wiki) as dc,
+        ConfluenceEmulator(
+            "CLOUD", cloud_user=SANDBOX_CLOUD_USER, cloud_token=SANDBOX_CLOUD_TOKEN, port=cloud_port, wiki=cloud_wiki
+        ) as cloud,
+        UniqueEmulator(
+            client_id=SANDBOX_ZITADEL_CLIENT_ID,
+            client_secret=SANDBOX_ZITADEL_SECRET,
+            project_id=SANDBOX_PROJECT_ID,
+            auth_mode="external",
+            port=unique_port,
+        ) as unique,
+    ):
+        yield InstancesSandbox(dc, cloud, unique)
+
+
+def write_instances_file(path: Path, text: str) -> None:
+    """Written before the env file that names it, so the env file's appearance still means "ready"."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
 def prepare_dagster_home(path: Path) -> Path:
     """Create the sandbox's persistent Dagster instance directory (with a dagster.yaml) if needed."""
     home = path.expanduser().resolve()
@@ -223,7 +316,7 @@ class StoredItem:
 
 @dataclass
 class SyncRun:
-    """What one `confluence_sync` run reported (per space, from its own observations) and what Unique holds."""
+    """What one `confluence_sync` run reported (per space, from its observation) and what Unique holds."""
 
     number: int
     run_id: str
@@ -291,14 +384,12 @@ def run_sync(sandbox: Sandbox, instance: dg.DagsterInstance, number: int, log: T
             raise_on_error=False,
         )
     run = SyncRun(number, result.run_id, result.success, time.monotonic() - started, before=before)
-    for event in result.get_asset_observation_events():
-        observation = event.asset_observation_data.asset_observation
-        values = {name: value.value for name, value in observation.metadata.items()}
-        run.per_space[str(values["space_key"])] = {name: int(values.get(name, 0)) for name in COLUMNS}  # type: ignore[arg-type]
-        run.attachments_per_space[str(values["space_key"])] = {
-            name: int(values.get(name, 0))  # type: ignore[arg-type]
-            for name in ATTACHMENT_COLUMNS
-        }
+    for event in result.get_asset_observation_events():  # one per successful sync: the instance's asset
+        rows = event.asset_observation_data.asset_observation.metadata[PER_SPACE_KEY].value
+        for row in rows:  # type: ignore[union-attr]
+            key = str(row["space_key"])
+            run.per_space[key] = {name: int(row.get(name, 0)) for name in COLUMNS}
+            run.attachments_per_space[key] = {name: int(row.get(name, 0)) for name in ATTACHMENT_COLUMNS}
     for event in result.all_events:
         if event.step_key == "summarize_sync" and event.event_type_value == "STEP_OUTPUT":
             skipped = event.step_output_data.metadata.get("skipped_attachments")
@@ -557,9 +648,25 @@ def serve_parser() -> argparse.ArgumentParser:
         description="Keep a seeded Confluence and Unique emulator running and write the connector's env file.",
     )
     parser.add_argument("--mode", type=str.upper, choices=["ONPREM", "CLOUD"], default="ONPREM")
+    parser.add_argument(
+        "--instances",
+        type=int,
+        choices=[1, 2],
+        default=1,
+        help="2: a Data Center and a Cloud Confluence into one Unique, configured by an instances file (default 1)",
+    )
     parser.add_argument("--confluence-port", type=int, default=8090, help="0 = any free port (default 8090)")
+    parser.add_argument(
+        "--cloud-port", type=int, default=8092, help="with --instances 2: the Cloud Confluence (default 8092)"
+    )
     parser.add_argument("--unique-port", type=int, default=8091, help="0 = any free port (default 8091)")
     parser.add_argument("--env-file", type=Path, default=DEFAULT_ENV_FILE, help=f"default {DEFAULT_ENV_FILE}")
+    parser.add_argument(
+        "--instances-file",
+        type=Path,
+        default=DEFAULT_INSTANCES_FILE,
+        help=f"with --instances 2: where the instances file goes (default {DEFAULT_INSTANCES_FILE})",
+    )
     parser.add_argument(
         "--dagster-home",
         type=Path,
@@ -585,6 +692,8 @@ def serve(argv: Sequence[str] | None = None) -> int:
     """Serve until Ctrl-C or SIGTERM; the env file appears once both emulators answer."""
     args = serve_parser().parse_args(argv)
     home = prepare_dagster_home(args.dagster_home)
+    if args.instances == 2:
+        return _serve_instances(args, home)
     with contextlib.ExitStack() as stack:
         try:
             sandbox = stack.enter_context(
@@ -607,6 +716,41 @@ def serve(argv: Sequence[str] | None = None) -> int:
             f"  set -a; . {args.env_file}; set +a\n"
             f"  {_bin('dagster')} dev                      # UI on {UI_URL}\n"
             f"  {_bin('dagster')} job execute -m confluence_pipeline.definitions -j {JOB_NAME}\n"
+            "Ctrl-C stops the sandbox (its state lives in memory only).",
+            flush=True,
+        )
+        stop.wait()
+    print("Sandbox stopped.", flush=True)
+    return 0
+
+
+def _serve_instances(args: argparse.Namespace, home: Path) -> int:
+    with contextlib.ExitStack() as stack:
+        try:
+            sandbox = stack.enter_context(
+                running_instances(
+                    dc_port=args.confluence_port, cloud_port=args.cloud_port, unique_port=args.unique_port
+                )
+            )
+        except OSError as exc:
+            print(
+                f"Cannot start the sandbox: {exc} (choose ports with --confluence-port/--cloud-port/--unique-port)",
+                file=sys.stderr,
+            )
+            return 2
+        stop = stack.enter_context(_stop_on_signals())
+        write_instances_file(args.instances_file, sandbox.instances_file())
+        write_env_file(args.env_file, sandbox.env(args.instances_file, home))
+        print(
+            f"Confluence Data Center emulator {sandbox.dc.base_url} (instance wiki_dc)\n"
+            f"Confluence Cloud emulator {sandbox.cloud.base_url} (instance wiki_cloud)\n"
+            f"Unique emulator {sandbox.unique.url}\n"
+            f"Instances file {args.instances_file}; its secrets and {INSTANCES_FILE_VARIABLE} in {args.env_file} "
+            f"(DAGSTER_HOME={home})\n"
+            "In another terminal, in the repository root:\n"
+            f"  set -a; . {args.env_file}; set +a\n"
+            f"  {_bin('dagster')} dev                      # UI on {UI_URL}: Jobs → confluence_sync__wiki_dc, ...\n"
+            f"  {_bin('dagster')} job execute -m confluence_pipeline.definitions -j confluence_sync__wiki_cloud\n"
             "Ctrl-C stops the sandbox (its state lives in memory only).",
             flush=True,
         )

@@ -54,6 +54,11 @@ ATTACHMENT_PAGE_SIZE = 200  # DC caps listings with expansions at 200
 V2_ATTACHMENT_PAGE_SIZE = 250  # the v2 maximum
 DOWNLOAD_ROUTE = "GET attachment download"
 DOWNLOAD_CHUNK = 64 * 1024
+# Looking for the first visible match: one result first (the usual answer), then pages of PROBE_PAGE_SIZE. 25 is
+# below every DC cap (50 with bodies, 200 with other expansions, 1000 without), so an empty DC page spans exactly
+# that many rows.
+PROBE_PAGE_SIZE = 25
+PROBE_MAX_PAGES = 10
 
 
 # -- wire models (only the fields we rely on; everything else is ignored) ------------------------
@@ -139,6 +144,11 @@ class ConfluenceClient(ABC):
         """Yield raw result lists of every page of a CQL search."""
 
     @abstractmethod
+    def _listing(self, cql: str, expand: Sequence[str], limit: int) -> Iterator[SearchPage]:
+        """Yield every result page of a CQL search as the server sends it, empty ones included, until `next`
+        is absent."""
+
+    @abstractmethod
     def web_url(self, content: dict[str, Any], page_id: str) -> str:
         """Human-facing link to a page."""
 
@@ -183,10 +193,56 @@ class ConfluenceClient(ABC):
             yield [ref for ref in (self.page_ref(item) for item in results) if ref is not None]
 
     def has_any(self, cql: str) -> bool:
-        """Whether a CQL query matches anything visible: one request, one result."""
-        for results in self._search_pages(cql, (), 1):
-            return bool(results)
-        return False
+        """Whether a CQL query matches anything visible (`first_visible` says what an empty page is worth)."""
+        return self.first_visible(cql) is not None
+
+    def newest_modified(self, cql: str) -> str | None:
+        """When the first visible result of `cql` was last modified (UTC, `…Z`); None when nothing matches.
+
+        Callers order the query newest first (`domain.cql.newest_labelled_cql`), so this is the latest
+        modification Confluence reports, by Confluence's own clock and in no particular zone.
+        """
+        item = self.first_visible(cql, ("version",))
+        if item is None:
+            return None
+        version = item.get("version")
+        when = version.get("when") if isinstance(version, dict) else ""
+        try:
+            return to_utc_iso(when)
+        except ValueError as exc:
+            raise _malformed(f"content {item.get('id')} has an unreadable version time: {exc}") from exc
+
+    def first_visible(self, cql: str, expand: Sequence[str] = ()) -> dict[str, Any] | None:
+        """The first result of a CQL search the caller may view, or None when the search ends without one.
+
+        Confluence applies view permissions after it has cut a result page, so a page can come back empty
+        while `next` says more follows: an empty page alone proves nothing. One result is asked for first;
+        when that page is empty but not the last, the search is walked again in pages of PROBE_PAGE_SIZE, at
+        most PROBE_MAX_PAGES of them. A search still going on after those raises `UnexpectedResponse`: "not
+        sure" must never read as "nothing", since a confirming query's "nothing" lets a space be cleaned up.
+        """
+        for probe in self._listing(cql, expand, 1):
+            if probe.results:
+                return probe.results[0]
+            if not probe.next_link:
+                return None
+            break
+        for number, page in enumerate(self._listing(cql, expand, PROBE_PAGE_SIZE), start=1):
+            if page.results:
+                return page.results[0]
+            if page.next_link and number >= PROBE_MAX_PAGES:
+                raise UnexpectedResponse(
+                    system="confluence",
+                    method="GET",
+                    route="GET content/search",
+                    status=200,
+                    detail=(
+                        f"{number} result pages of {PROBE_PAGE_SIZE} in a row came back empty although more "
+                        "were announced (content the service user may not view); cannot tell whether anything "
+                        "visible matches"
+                    ),
+                )
+        return None
 
     def fetch_bodies(self, page_ids: Sequence[str]) -> dict[str, PageBody]:
         """Storage bodies of up to BODY_BATCH pages in one search (two if the server caps lower).
@@ -476,6 +532,24 @@ class OnPremConfluenceClient(ConfluenceClient):
                 return
             start += len(page.results)
 
+    def _listing(self, cql: str, expand: Sequence[str], limit: int) -> Iterator[SearchPage]:
+        url = f"{self.settings.api_root}/content/search"
+        start = 0
+        while True:
+
+            def params(size: int, offset: int = start) -> dict[str, Any]:
+                query: dict[str, Any] = {"cql": cql, "limit": size, "start": offset}
+                if expand:
+                    query["expand"] = ",".join(expand)
+                return query
+
+            page, limit = self._get_search_shrinking(lambda _size: url, limit, params)
+            yield page
+            if not page.next_link:
+                return
+            # The offset is ours, as in `_search_pages`; a page emptied by permissions still spanned `limit` rows.
+            start += len(page.results) or limit
+
     def web_url(self, content: dict[str, Any], page_id: str) -> str:
         return f"{self.settings.base_url}/pages/viewpage.action?pageId={page_id}"
 
@@ -555,6 +629,18 @@ class CloudConfluenceClient(ConfluenceClient):
                 return
             # Follow `next` verbatim: the cursor is already percent-encoded.
             url = self._join_next(page.next_link)
+
+    def _listing(self, cql: str, expand: Sequence[str], limit: int) -> Iterator[SearchPage]:
+        query: dict[str, Any] = {"cql": cql, "limit": limit}
+        if expand:
+            query["expand"] = ",".join(expand)
+        url = str(httpx.URL(f"{self.settings.api_root}/content/search", params=query))
+        while True:
+            page, limit = self._get_search_shrinking(lambda size, u=url: _LIMIT_PARAM.sub(rf"\g<1>{size}", u), limit)
+            yield page
+            if not page.next_link:
+                return
+            url = self._join_next(page.next_link)  # the cursor, verbatim
 
     def _join_next(self, link: str) -> str:
         if urlsplit(link).scheme:

@@ -237,8 +237,12 @@ def _environment_instance(environ: Mapping[str, str], problems: list[str]) -> In
     """Today's configuration: every run-time variable that is set is read at run time, as before."""
     location, bad = _checked(_location, environ)
     problems.extend(f"{name}: {reason}" for name, reason in bad.items())
-    bindings = {name: EnvRef(name) for name in sorted(run_time_variables()) if name in environ}
-    return Instance(DEFAULT_INSTANCE, InstanceStatus.ACTIVE, MappingProxyType(bindings), location)
+    return Instance(DEFAULT_INSTANCE, InstanceStatus.ACTIVE, environment_bindings(environ), location)
+
+
+def environment_bindings(environ: Mapping[str, str]) -> Mapping[str, Binding]:
+    """Every run-time variable that is set, to be read when a run starts (unset ones keep their defaults)."""
+    return MappingProxyType({name: EnvRef(name) for name in sorted(run_time_variables()) if name in environ})
 
 
 # -- the instances file ------------------------------------------------------------------------------------

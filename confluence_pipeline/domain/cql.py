@@ -5,11 +5,8 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Sequence
-from datetime import datetime, timezone
-from zoneinfo import ZoneInfo
 
 from confluence_pipeline.domain.models import Platform
-from confluence_pipeline.domain.timefmt import cql_datetime
 
 ANCESTOR_BATCH = 100
 """Ids per `ancestor IN (...)` query (what the vendor's connector uses; keeps URLs well under 8 KB)."""
@@ -18,6 +15,7 @@ BODY_BATCH = 50
 """Ids per body fetch: DC caps any `body.*` expansion at 50 results per page."""
 
 _EXCLUDE_ATTACHMENTS = "type != attachment"
+_NEWEST_FIRST = "ORDER BY lastmodified DESC"
 _DIGITS = re.compile(r"[0-9]+")
 
 
@@ -97,12 +95,18 @@ def space_labelled_cql(single_label: str, all_label: str, space_key: str) -> str
     return f"{_label_clause(single_label, all_label)} AND space = {quote(space_key)} AND {_EXCLUDE_ATTACHMENTS}"
 
 
-def changed_since_cql(
-    single_label: str, all_label: str, platform: Platform, since: datetime, tz: ZoneInfo | timezone
-) -> str:
-    """Labelled content modified at or after `since`, as a date literal in the zone Confluence reads it in."""
-    literal = quote(cql_datetime(since, tz))
-    return f"{discovery_cql(single_label, all_label, platform)} AND lastmodified >= {literal}"
+def newest_labelled_cql(single_label: str, all_label: str, platform: Platform) -> str:
+    """The discovery query, most recently modified first: its first visible result is the latest change.
+
+    Ordering instead of a `lastmodified >=` date literal keeps the question independent of the zone Confluence
+    reads literals in (the server's or the user's), which the connector cannot know.
+    """
+    return f"{discovery_cql(single_label, all_label, platform)} {_NEWEST_FIRST}"
+
+
+def newest_descendant_cql(ancestor_ids: Sequence[str]) -> str:
+    """The descendants of the given pages, most recently modified first (callers batch by `ANCESTOR_BATCH`)."""
+    return f"{descendants_cql(ancestor_ids)} {_NEWEST_FIRST}"
 
 
 TITLE_BATCH = 20

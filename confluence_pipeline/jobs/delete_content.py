@@ -9,11 +9,13 @@ import dagster as dg
 from pydantic import Field
 
 from confluence_pipeline.clients.errors import RemoteError
+from confluence_pipeline.config.instances import Instance
+from confluence_pipeline.jobs import DEFAULT_FROM_ENVIRONMENT
 from confluence_pipeline.jobs.config import flat_config
 from confluence_pipeline.jobs.metering import StepRequests
 from confluence_pipeline.jobs.reset import PARTIAL_NOTE, deletion_metadata, unconfirmed_failure
-from confluence_pipeline.jobs.writers import WRITER_TAG, refuse_concurrent_writer
-from confluence_pipeline.resources import SyncOptionsResource, UniqueResource, require_valid
+from confluence_pipeline.jobs.writers import instance_tags, refuse_concurrent_writer
+from confluence_pipeline.resources import SyncOptionsResource, UniqueResource, require_valid, resources_for
 from confluence_pipeline.sync.cleanup import content_by_ids, delete_nodes
 
 JOB_NAME = "confluence_delete_content"
@@ -34,7 +36,7 @@ def delete_content_items(
     sync_options: SyncOptionsResource,
 ) -> dict[str, int]:
     """Look the ids up, delete those that exist in batches, list those that do not."""
-    refuse_concurrent_writer(context, f"a {JOB_NAME} run")
+    refuse_concurrent_writer(context, f"a {context.job_name} run")
     requested = list(dict.fromkeys(i.strip() for i in config.content_ids if i.strip()))
     if not requested:
         raise dg.Failure(
@@ -68,12 +70,22 @@ def delete_content_items(
     return {"requested": len(requested), "deleted": outcome.deleted, "not_found": len(not_found)}
 
 
-@dg.job(
-    name=JOB_NAME,
-    description="Delete Unique content items by id; unknown ids are listed as not found.",
-    tags={WRITER_TAG: "true"},
-    executor_def=dg.in_process_executor,
-    config=flat_config(DeleteContentConfig, "delete_content_items"),
-)
-def confluence_delete_content() -> None:
+@dg.graph(name=JOB_NAME)
+def confluence_delete_content_graph() -> None:
     delete_content_items()
+
+
+def build_delete_content_job(instance: Instance) -> dg.JobDefinition:
+    """The confluence_delete_content job of one instance, with the instance's resources bound."""
+    return confluence_delete_content_graph.to_job(
+        name=instance.delete_content_job_name,
+        description="Delete Unique content items by id; unknown ids are listed as not found.",
+        tags=instance_tags(instance.name),
+        resource_defs=resources_for(instance),
+        executor_def=dg.in_process_executor,
+        config=flat_config(DeleteContentConfig, "delete_content_items"),
+    )
+
+
+confluence_delete_content = build_delete_content_job(DEFAULT_FROM_ENVIRONMENT)
+"""The default instance's job as the environment configures it (definitions.py builds the one it serves)."""

@@ -9,10 +9,12 @@ import dagster as dg
 from pydantic import Field
 
 from confluence_pipeline.clients.errors import RemoteError
+from confluence_pipeline.config.instances import Instance
+from confluence_pipeline.jobs import DEFAULT_FROM_ENVIRONMENT
 from confluence_pipeline.jobs.config import flat_config
 from confluence_pipeline.jobs.metering import StepRequests
-from confluence_pipeline.jobs.writers import WRITER_TAG, refuse_concurrent_writer
-from confluence_pipeline.resources import SyncOptionsResource, UniqueResource, require_valid
+from confluence_pipeline.jobs.writers import instance_tags, refuse_concurrent_writer
+from confluence_pipeline.resources import SyncOptionsResource, UniqueResource, require_valid, resources_for
 from confluence_pipeline.sync.cleanup import (
     MAX_LISTED_KEYS,
     DeletionOutcome,
@@ -63,7 +65,7 @@ def reset_scope(
     context: dg.OpExecutionContext, config: ResetConfig, unique: UniqueResource, sync_options: SyncOptionsResource
 ) -> dict[str, int]:
     """Find the scope (and its children when asked), list matching content, delete it in batches."""
-    refuse_concurrent_writer(context, f"a {JOB_NAME} run")
+    refuse_concurrent_writer(context, f"a {context.job_name} run")
     scope_id = config.scope_id.strip()
     if not scope_id:
         raise dg.Failure(description="scope_id is empty: name the Unique scope to reset.", allow_retries=False)
@@ -102,15 +104,25 @@ def reset_scope(
     return {"matched": len(outcome.matched), "deleted": outcome.deleted}
 
 
-@dg.job(
-    name=JOB_NAME,
-    description=(
-        "Delete every content item of a Unique scope (and its child scopes when asked) whose key starts with "
-        "partial_key. Try dry_run first."
-    ),
-    tags={WRITER_TAG: "true"},
-    executor_def=dg.in_process_executor,
-    config=flat_config(ResetConfig, "reset_scope"),
-)
-def confluence_reset() -> None:
+@dg.graph(name=JOB_NAME)
+def confluence_reset_graph() -> None:
     reset_scope()
+
+
+def build_reset_job(instance: Instance) -> dg.JobDefinition:
+    """The confluence_reset job of one instance, with the instance's resources bound."""
+    return confluence_reset_graph.to_job(
+        name=instance.reset_job_name,
+        description=(
+            "Delete every content item of a Unique scope (and its child scopes when asked) whose key starts with "
+            "partial_key. Try dry_run first."
+        ),
+        tags=instance_tags(instance.name),
+        resource_defs=resources_for(instance),
+        executor_def=dg.in_process_executor,
+        config=flat_config(ResetConfig, "reset_scope"),
+    )
+
+
+confluence_reset = build_reset_job(DEFAULT_FROM_ENVIRONMENT)
+"""The default instance's job as the environment configures it (definitions.py builds the one it serves)."""

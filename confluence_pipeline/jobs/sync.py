@@ -11,16 +11,26 @@ import dagster as dg
 from pydantic import Field
 
 from confluence_pipeline.clients.errors import RemoteError
+from confluence_pipeline.config.instances import Instance
 from confluence_pipeline.domain.guards import GuardTripped
 from confluence_pipeline.domain.models import PageRef
-from confluence_pipeline.jobs.config import flat_config
+from confluence_pipeline.jobs import DEFAULT_FROM_ENVIRONMENT
+from confluence_pipeline.jobs.assets import space_row, sync_observation
+from confluence_pipeline.jobs.config import ExecutionConfig, flat_config
 from confluence_pipeline.jobs.metering import StepRequests, mapping_key_of, run_requests_by_step
-from confluence_pipeline.jobs.writers import WRITER_TAG, refuse_concurrent_sync
-from confluence_pipeline.resources import ConfluenceResource, SyncOptionsResource, UniqueResource, require_valid
+from confluence_pipeline.jobs.writers import instance_of, instance_tags, refuse_concurrent_sync
+from confluence_pipeline.resources import (
+    ConfluenceResource,
+    SyncOptionsResource,
+    UniqueResource,
+    require_valid,
+    resources_for,
+)
 from confluence_pipeline.sync import discovery
 from confluence_pipeline.sync.diffing import diff_space
 from confluence_pipeline.sync.images import ImageInliner
 from confluence_pipeline.sync.planning import plan_sync
+from confluence_pipeline.sync.progress import PageProgress
 from confluence_pipeline.sync.reports import (
     RequestTotals,
     SpaceReport,
@@ -96,7 +106,7 @@ def discover_labelled_pages(
     sync_options: SyncOptionsResource,
 ) -> LabelledPages:
     """Find every page carrying a sync label in a syncable space (CQL, every result page)."""
-    refuse_concurrent_sync(context, JOB_NAME)
+    refuse_concurrent_sync(context, context.job_name)
     require_valid(confluence, unique, sync_options)
     meter = StepRequests(confluence=confluence)
     labels = confluence.settings.labels
@@ -265,6 +275,7 @@ def ingest_and_delete(
     images = (
         ImageInliner(confluence.client, max_bytes=settings.inline_image_max_bytes) if settings.inline_images else None
     )
+    progress = PageProgress(f"Space {task.diff.space.key}", len(task.diff.to_create) + len(task.diff.to_update))
     report = write_space(
         task.diff,
         confluence.client,
@@ -275,6 +286,7 @@ def ingest_and_delete(
         concurrency=unique.settings.concurrency,
         test_mode=task.test_mode,
         images=images,
+        progress=progress,
     )
     context.log.info(
         f"Space {report.space_key}: {report.new} new, {report.updated} updated, {report.deleted} deleted, "
@@ -288,8 +300,15 @@ def ingest_and_delete(
         )
         + (" (test mode: would-be counts)" if report.test_mode else "")
     )
+    pace = {} if report.test_mode else progress.metadata()
     context.add_output_metadata(
-        {**report.counts(), **report.attachment_counts(), "bytes_moved": report.bytes_moved, **meter.metadata()}
+        {
+            **report.counts(),
+            **report.attachment_counts(),
+            "bytes_moved": report.bytes_moved,
+            **pace,
+            **meter.metadata(),
+        }
     )
     return report
 
@@ -307,9 +326,8 @@ def summarize_sync(
     merged = merge_reports(((d.space.key, d.space.id, d) for d in diffs), reports, test_mode=test_mode)
     totals = SyncTotals.of(merged)
     by_step = run_requests_by_step(context)
-    metadata = _summary_metadata(totals, RequestTotals.of(by_step.values()), merged, test_mode)
-    for report in merged:
-        context.log_event(_space_observation(report, by_step))
+    requests = RequestTotals.of(by_step.values())
+    metadata = _summary_metadata(totals, requests, merged, test_mode)
     context.add_output_metadata(metadata)
     context.log.info(
         "Sync total"
@@ -325,19 +343,19 @@ def summarize_sync(
             metadata={**metadata, "failed_pages": ", ".join(f.relative_key for f in totals.failures[:200])},
             allow_retries=False,
         )
+    # Only a complete real sync that succeeded is observed: the instance's freshness means exactly that.
+    if not test_mode and not config.restriction():
+        rows = [space_row(report, _space_requests(report, by_step)) for report in merged]
+        context.log_event(sync_observation(instance_of(context), totals, requests, rows))
     return totals.as_dict()
 
 
-@dg.job(
-    name=JOB_NAME,
-    description="Sync labelled Confluence pages into Unique: discover, diff per space, ingest, delete.",
-    tags={WRITER_TAG: "true"},
-    executor_def=dg.in_process_executor,
-    config=flat_config(
-        SyncRunConfig, "discover_labelled_pages", "expand_descendants", "plan_spaces", "check_guards", "summarize_sync"
-    ),
-)
-def confluence_sync() -> None:
+class SyncJobConfig(SyncRunConfig, ExecutionConfig):
+    """What an operator may set when launching a sync: the per-run overrides and how the steps execute."""
+
+
+@dg.graph(name=JOB_NAME)
+def sync_graph() -> None:
     labelled = discover_labelled_pages()
     discovered = expand_descendants(labelled)
     works, plan = plan_spaces(discovered)
@@ -345,6 +363,35 @@ def confluence_sync() -> None:
     tasks, _scopes = check_guards(plan, diffs)
     reports = tasks.map(ingest_and_delete).collect()
     summarize_sync(diffs, reports)
+
+
+def build_sync_job(instance: Instance) -> dg.JobDefinition:
+    """The sync job of one instance, with the instance's resources bound.
+
+    In process by default; `executor: multiprocess` in the run config runs every step in a process of its own.
+    """
+    return sync_graph.to_job(
+        name=instance.sync_job_name,
+        description=(
+            "Sync labelled Confluence pages into Unique: discover, diff per space, ingest, delete"
+            f" (instance {instance.name})."
+        ),
+        tags=instance_tags(instance.name),
+        resource_defs=resources_for(instance),
+        executor_def=dg.multi_or_in_process_executor,
+        config=flat_config(
+            SyncJobConfig,
+            "discover_labelled_pages",
+            "expand_descendants",
+            "plan_spaces",
+            "check_guards",
+            "summarize_sync",
+        ),
+    )
+
+
+confluence_sync = build_sync_job(DEFAULT_FROM_ENVIRONMENT)
+"""The default instance's sync as the environment configures it (definitions.py builds the one it serves)."""
 
 
 def _targets(confluence: ConfluenceResource, unique: UniqueResource, mark: str) -> TargetScopes:
@@ -383,21 +430,9 @@ def _summary_metadata(
     return metadata
 
 
-def _space_observation(report: SpaceReport, by_step: dict[str, dict[str, int]]) -> dg.AssetObservation:
-    """One space's counts and the requests its own steps made."""
-    requests = RequestTotals.of(
-        counts for step, counts in by_step.items() if mapping_key_of(step) == report.mapping_key
-    )
-    return dg.AssetObservation(
-        asset_key=dg.AssetKey(["confluence_space", _asset_safe(report.space_key)]),
-        metadata={
-            **report.counts(),
-            **report.attachment_counts(),
-            "space_key": report.space_key,
-            "confluence_requests": sum(requests.confluence.values()),
-            "unique_requests": sum(requests.unique.values()),
-        },
-    )
+def _space_requests(report: SpaceReport, by_step: dict[str, dict[str, int]]) -> RequestTotals:
+    """The requests one space's own steps made."""
+    return RequestTotals.of(counts for step, counts in by_step.items() if mapping_key_of(step) == report.mapping_key)
 
 
 def _discovery_failed(exc: RemoteError) -> dg.Failure:
@@ -406,7 +441,3 @@ def _discovery_failed(exc: RemoteError) -> dg.Failure:
         metadata={"guard": "discovery-incomplete"},
         allow_retries=False,
     )
-
-
-def _asset_safe(space_key: str) -> str:
-    return "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in space_key) or "_"

@@ -6,6 +6,9 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+import dagster as dg
+
+from confluence_pipeline.config.instances import EnvRef, Instance
 from confluence_pipeline.resources.confluence import ConfluenceResource
 from confluence_pipeline.resources.options import SyncOptionsResource
 from confluence_pipeline.resources.unique import UniqueResource
@@ -17,6 +20,7 @@ __all__ = [
     "UniqueResource",
     "VariablesResource",
     "require_valid",
+    "resources_for",
     "resources_from_env",
 ]
 
@@ -28,4 +32,20 @@ def resources_from_env(environ: Mapping[str, str] | None = None) -> dict[str, An
         "confluence": ConfluenceResource.from_env(env),
         "unique": UniqueResource.from_env(env),
         "sync_options": SyncOptionsResource.from_env(env),
+    }
+
+
+def resources_for(instance: Instance) -> dict[str, Any]:
+    """The three resources of one instance: literal values as written, references bound to `EnvVar`.
+
+    Only variable names reach the job snapshot for references, so a secret never lands in run storage.
+    """
+    bindings = {
+        name: dg.EnvVar(binding.name) if isinstance(binding, EnvRef) else binding
+        for name, binding in instance.bindings.items()
+    }
+    return {
+        "confluence": ConfluenceResource.bound(bindings),
+        "unique": UniqueResource.bound(bindings),
+        "sync_options": SyncOptionsResource.bound(bindings),
     }

@@ -17,6 +17,7 @@ import dagster as dg
 from pydantic import Field, PrivateAttr
 
 from confluence_pipeline.clients.tls import TrustStoreError, build_ssl_context
+from confluence_pipeline.config.execution import budget_share, concurrent_steps
 from confluence_pipeline.config.secrets import LoggerScrubbing, Scrubber
 from confluence_pipeline.config.settings import ConfigurationError
 
@@ -110,6 +111,7 @@ class ClientResource(VariablesResource):
         except TrustStoreError as exc:
             self._invalid(ConfigurationError({exc.variable: exc.reason}))
             return
+        settings = _step_share(settings, context)
         self._settings = settings
         self._client = self._connect(settings, verify)
         self._scrubbing = LoggerScrubbing(self._client.scrubber)
@@ -130,6 +132,24 @@ class ClientResource(VariablesResource):
     def request_counts(self) -> dict[str, int]:
         """Requests made by this run's client so far, per route (retries and token calls included)."""
         return {} if self._client is None else self._client.request_counts()
+
+
+def _step_share(settings: Any, context: dg.InitResourceContext) -> Any:
+    """The settings with this step's share of the per-minute cap when several step processes run at once.
+
+    Under the multiprocess executor every step builds its own client and limiter, so the run keeps its cap only
+    when the steps that may run together divide it.
+    """
+    run = context.dagster_run
+    steps = concurrent_steps(run.run_config if run is not None else None)
+    per_minute = getattr(settings, "tokens_per_minute", None)
+    share = budget_share(per_minute, steps)
+    if share == per_minute:
+        return settings
+    if context.log is not None:
+        variable = type(settings).model_fields["tokens_per_minute"].alias
+        context.log.info(f"{variable}: {share}/min for this step ({per_minute}/min shared by {steps} concurrent steps)")
+    return settings.model_copy(update={"tokens_per_minute": share})
 
 
 def require_valid(*resources: VariablesResource) -> None:

@@ -19,6 +19,7 @@ from confluence_pipeline.domain.keys import content_key
 from confluence_pipeline.domain.metadata import content_metadata
 from confluence_pipeline.domain.models import PageBody, Source, SpaceRef
 from confluence_pipeline.sync.images import ImageInliner
+from confluence_pipeline.sync.progress import PageProgress
 from confluence_pipeline.sync.reports import PageFailure
 
 log = logging.getLogger(__name__)
@@ -178,15 +179,18 @@ def ingest_pages(
     mark: str,
     concurrency: int,
     images: ImageInliner | None = None,
+    progress: PageProgress | None = None,
 ) -> IngestOutcome:
     """Ingest the pages `page_ids`; at most two batches of bodies are held at once.
 
     While the workers upload one batch, the next is fetched and queued behind it, so no worker waits at a
     batch boundary; the oldest batch is collected before a third is fetched, which bounds the memory. With
-    `images`, each body's images are inlined by the worker that uploads it.
+    `images`, each body's images are inlined by the worker that uploads it. `progress` (by default one of its
+    own) logs how far the space got at regular intervals.
     """
     outcome = IngestOutcome()
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"ingest-{space.key[:10]}") as pool:
+    progress = progress or PageProgress(f"Space {space.key}", len(page_ids))
+    with progress, ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"ingest-{space.key[:10]}") as pool:
         in_flight: deque[list[tuple[PageBody, Future[None]]]] = deque()
         for batch in batched(list(page_ids), BODY_BATCH):
             if len(in_flight) == 2:
@@ -197,12 +201,13 @@ def ingest_pages(
             if images is not None:
                 images.prepare(bodies)
             ingest: Any = _ingest_one if images is None else partial(_ingest_with_images, images)
+            progress.advance(len(batch) - len(bodies))  # failed or gone before their upload
             in_flight.append(
                 [
                     (
                         body,
                         pool.submit(
-                            ingest,
+                            progress.counted(ingest),
                             unique,
                             space,
                             body,

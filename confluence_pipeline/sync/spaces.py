@@ -15,6 +15,7 @@ from confluence_pipeline.domain.models import PageRef, Source, SpaceRef, SyncLab
 from confluence_pipeline.sync.attachments import ingest_attachments
 from confluence_pipeline.sync.images import ImageInliner
 from confluence_pipeline.sync.ingestion import ingest_pages
+from confluence_pipeline.sync.progress import PageProgress
 from confluence_pipeline.sync.reports import PageFailure, SpaceReport
 from confluence_pipeline.sync.targets import StoredSpace
 
@@ -92,6 +93,7 @@ def write_space(
     concurrency: int,
     test_mode: bool,
     images: ImageInliner | None = None,
+    progress: PageProgress | None = None,
 ) -> SpaceReport:
     """Ingest new and updated pages (inlining their images with `images`), then attachments, then delete stale
     items. In test mode only count."""
@@ -134,6 +136,7 @@ def write_space(
             mark=diff.mark,
             concurrency=concurrency,
             images=images,
+            progress=progress,
         )
         report.new, report.updated = outcome.created, outcome.updated
         report.skipped += outcome.skipped

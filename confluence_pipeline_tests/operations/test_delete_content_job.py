@@ -35,7 +35,7 @@ def test_deletes_existing_ids_and_reports_unknown_ones_without_failing(onprem: S
     assert (metadata["deleted"], metadata["unconfirmed"]) == (2, 0)
     assert metadata["not_found"] == ["cont_unknown"]
     assert metadata["keys"] == ["1_A/1", "1_A/2"]
-    assert result.dagster_run.tags[WRITER_TAG] == "true"
+    assert result.dagster_run.tags[WRITER_TAG] == "default"  # one writer per instance
 
 
 def test_only_unknown_ids_is_a_successful_no_op(onprem: Sandbox) -> None:

@@ -20,6 +20,7 @@ import dagster as dg
 import pytest
 import yaml
 
+from confluence_pipeline.jobs.writers import WRITER_TAG
 from confluence_pipeline_tests.support import REPO_ROOT
 
 ENTRYPOINT = REPO_ROOT / "deploy" / "docker" / "entrypoint.sh"
@@ -33,6 +34,17 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
     return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in lines]
 
 
+WRITER_LIMIT = {"key": WRITER_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
+
+
+def test_the_shipped_instance_files_allow_one_writer_per_instance(home: tuple[Path, dg.DagsterInstance]) -> None:
+    _, loaded = home  # Dagster accepted the shipped dagster.yaml
+    assert loaded.get_concurrency_config().run_queue_config.tag_concurrency_limits == [WRITER_LIMIT]
+    for name in ("dagster.yaml", "dagster.postgres.yaml"):
+        instance = yaml.safe_load((REPO_ROOT / name).read_text())
+        assert instance["concurrency"]["runs"]["tag_concurrency_limits"] == [WRITER_LIMIT], name
+
+
 def test_helm_values_carry_the_same_writer_limit_and_serve_the_module() -> None:
     values = yaml.safe_load((REPO_ROOT / "deploy" / "helm" / "values.yaml").read_text())
     instance = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())
@@ -40,13 +52,26 @@ def test_helm_values_carry_the_same_writer_limit_and_serve_the_module() -> None:
     assert (
         values["concurrency"]["runs"]["tagConcurrencyLimits"]
         == instance["concurrency"]["runs"]["tag_concurrency_limits"]
+        == [WRITER_LIMIT]
     )
+    # Each run is a pod of its own: instances scale out over the cluster.
+    assert values["runLauncher"]["type"] == "K8sRunLauncher"
     (deployment,) = values["dagster-user-deployments"]["deployments"]
     assert deployment["dagsterApiGrpcArgs"] == ["-m", "confluence_pipeline.definitions"]
     assert deployment["envSecrets"] and all("name" in s for s in deployment["envSecrets"])
     assert deployment["podSecurityContext"]["runAsUser"] == 10001  # the image's non-root user
     # Sidecars of the user deployment are copied into every run's pod (includeConfigInLaunchedRuns).
     assert not deployment.get("sidecarContainers")
+    # So are its volumes and resources: every run pod reads the same instances file and gets the same requests.
+    assert deployment["includeConfigInLaunchedRuns"]["enabled"] is True
+    assert deployment["resources"]["requests"]["cpu"] and deployment["resources"]["requests"]["memory"]
+    (volume,) = deployment["volumes"]
+    (mount,) = deployment["volumeMounts"]
+    assert volume["configMap"]["optional"] is True and mount["name"] == volume["name"]
+    assert (
+        "CONFLUENCE_INSTANCES_FILE=" + mount["mountPath"] + "/instances.yaml"
+        in (REPO_ROOT / "deploy" / "helm" / "values.yaml").read_text()
+    )
 
 
 def test_helm_values_run_the_http_api_next_to_the_webserver_on_8083() -> None:

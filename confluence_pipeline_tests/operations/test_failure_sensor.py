@@ -1,43 +1,36 @@
-"""`confluence_sync_failure_sensor`: a concise report of a failed sync (stage, spaces, pages), POSTed if configured."""
+"""`confluence_sync_failure_sensor`: a concise report of a failed sync (instance, stage, spaces, pages), POSTed."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from confluence_pipeline.alerts import AlertDeliveryError, build_failure_report
+from confluence_pipeline.config.instances import (
+    INSTANCES_FILE_VARIABLE,
+    Instance,
+    InstanceStatus,
+    environment_bindings,
+    load_instances,
+)
 from confluence_pipeline.config.location import load_location_settings
 from confluence_pipeline.config.settings import scrubber_for_variables
-from confluence_pipeline.jobs.sync import confluence_sync
+from confluence_pipeline.definitions import scrubber_for_instances
+from confluence_pipeline.jobs.sync import build_sync_job, confluence_sync
 from confluence_pipeline.sensors import FAILURE_SENSOR_NAME, build_failure_sensor
-from confluence_pipeline_tests.support import OAUTH_CLIENT_SECRET, PAT, ZITADEL_SECRET, Sandbox, fake_run
-from confluence_sandbox.http import EmulatorServer, Fault, Request, Response
-
-HOOK_PATH = "/hooks/T0-hook-Secret-Path"  # chat webhook URLs carry their token in the path
-
-
-class WebhookReceiver(EmulatorServer):
-    name = "webhook"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.status = 200
-
-    def handle(self, request: Request) -> Response:
-        return Response.json({"ok": self.status < 300}, status=self.status)
-
-    def payloads(self) -> list[dict[str, Any]]:
-        return [json.loads(r.body) for r in self.requests if r.method == "POST" and r.path == HOOK_PATH]
-
-
-@pytest.fixture
-def webhook() -> Iterator[WebhookReceiver]:
-    with WebhookReceiver() as receiver:
-        yield receiver  # type: ignore[misc]
+from confluence_pipeline_tests.support import (
+    HOOK_PATH,
+    OAUTH_CLIENT_SECRET,
+    PAT,
+    ZITADEL_SECRET,
+    Sandbox,
+    WebhookReceiver,
+    fake_run,
+)
+from confluence_sandbox.http import Fault
 
 
 def report_failure(box: Sandbox, result: dg.ExecuteInProcessResult) -> None:
@@ -165,3 +158,45 @@ def test_a_run_without_step_failures_reports_the_run_message_and_scrubs_secrets(
     assert OAUTH_CLIENT_SECRET not in dumped and OAUTH_CLIENT_SECRET not in report.summary()
     # Each secret is replaced whole: a shorter one never leaves part of a longer one behind.
     assert scrubber.scrub(f'{PAT} k3y-Value-"quoted') == "*** ***"
+
+
+def test_the_report_names_the_instance_of_the_failed_run(onprem: Sandbox, webhook: WebhookReceiver) -> None:
+    onprem.set_env(ALERT_WEBHOOK_URL=f"{webhook.url}{HOOK_PATH}")
+    onprem.confluence.faults.add(r"/content/search$", Fault(401), times=None)
+    job = build_sync_job(Instance("emea", InstanceStatus.ACTIVE, environment_bindings(onprem.env), None))
+    result = job.execute_in_process(instance=onprem.instance, raise_on_error=False)
+    sensor = build_failure_sensor(load_location_settings(onprem.env), [job], scrubber_for_variables(onprem.env))
+    context = dg.build_run_status_sensor_context(
+        sensor_name=FAILURE_SENSOR_NAME,
+        dagster_event=result.get_run_failure_event(),
+        dagster_instance=onprem.instance,
+        dagster_run=result.dagster_run,
+    ).for_run_failure()
+
+    sensor(context)
+
+    (payload,) = webhook.payloads()
+    assert (payload["job"], payload["instance"]) == ("confluence_sync__emea", "emea")
+    assert payload["text"].startswith(f"confluence_sync__emea run {result.run_id} failed (instance emea)")
+
+
+def test_the_scrubber_knows_the_secrets_of_every_instance(tmp_path: Path) -> None:
+    path = tmp_path / "instances.yaml"
+    path.write_text(
+        "defaults:\n"
+        "  UNIQUE_INGESTION_URL: https://gw.example.com/ingestion/v1/content\n"
+        "  UNIQUE_INGESTION_URL_GRAPHQL: https://gw.example.com/ingestion/graphql\n"
+        "  UNIQUE_SERVICE_AUTH_MODE: cluster_local\n"
+        "  UNIQUE_SERVICE_EXTRA_HEADERS_ENV: HEADERS\n"
+        "instances:\n"
+        "  - {name: dc, CONFLUENCE_INSTANCE_TYPE: ONPREM, CONFLUENCE_URL: 'https://a.x', CONFLUENCE_PAT_ENV: A}\n"
+        "  - {name: dc2, CONFLUENCE_INSTANCE_TYPE: ONPREM, CONFLUENCE_URL: 'https://b.x', CONFLUENCE_PAT_ENV: B}\n",
+        encoding="utf-8",
+    )
+    headers = json.dumps({"x-company-id": "company-Secret-1", "x-user-id": "user-Secret-22"})
+    environ = {INSTANCES_FILE_VARIABLE: str(path), "A": "pat-Secret-A-111", "B": "pat-Secret-B-222", "HEADERS": headers}
+
+    scrubber = scrubber_for_instances(load_instances(environ), environ)
+
+    text = "pat-Secret-A-111 pat-Secret-B-222 company-Secret-1 user-Secret-22"
+    assert scrubber.scrub(text) == "*** *** *** ***"

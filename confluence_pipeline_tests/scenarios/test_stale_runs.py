@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
+from dataclasses import replace
 
 import dagster as dg
 
-from confluence_pipeline.jobs.writers import WORKER_TAG, WRITER_TAG
+from confluence_pipeline.jobs.writers import WORKER_TAG, WRITER_TAG, this_worker
 from confluence_pipeline_tests.support import Sandbox, failure_text
+
+
+def _worker_tag(pid: int) -> str:
+    """A worker tag for `pid`, a process on this host, boot and PID namespace that is not this one."""
+    return replace(this_worker(), pid=pid, start_ticks=None, token="other").tag()
 
 
 def _started_sync(instance: dg.DagsterInstance, pid: int) -> dg.DagsterRun:
     return instance.create_run_for_job(
         job_def=dg.GraphDefinition(name="confluence_sync", node_defs=[]).to_job(),
         status=dg.DagsterRunStatus.STARTED,
-        tags={WRITER_TAG: "true", WORKER_TAG: f"{socket.gethostname()}:{pid}"},
+        tags={WRITER_TAG: "default", WORKER_TAG: _worker_tag(pid)},
     )
 
 

@@ -8,7 +8,7 @@ from urllib.parse import unquote
 import dagster as dg
 import pytest
 
-from confluence_pipeline_tests.support import Sandbox, failure_text
+from confluence_pipeline_tests.support import Sandbox, failure_text, logged, output_metadata
 from confluence_sandbox.http import Fault
 
 STORAGE_BODY = (
@@ -458,8 +458,48 @@ def test_run_metadata_reports_per_space_totals_and_request_counts(onprem: Sandbo
     assert metadata["confluence_requests"] == len(onprem.confluence.requests) - _unauthenticated(onprem)
     assert metadata["unique_requests"] == len(onprem.unique.requests)
     assert "| ENG |" in str(metadata["per_space"]) and "| HR |" in str(metadata["per_space"])
-    observations = [e for e in result.all_events if e.event_type_value == "ASSET_OBSERVATION"]
-    assert {o.event_specific_data.asset_observation.metadata["space_key"].value for o in observations} == {"ENG", "HR"}
+    # One observation of the instance's asset per successful sync, with the totals and every space.
+    (event,) = result.get_asset_observation_events()
+    observation = event.asset_observation_data.asset_observation
+    assert observation.asset_key == dg.AssetKey(["unique", "confluence", "default"])
+    assert observation.metadata["total_new"].value == 3
+    per_space = {row["space_key"]: row["new"] for row in observation.metadata["per_space"].value}
+    assert per_space == {"ENG": 2, "HR": 1}
+
+
+def test_the_ingest_step_reports_its_progress_and_pace(onprem: Sandbox) -> None:
+    wiki = onprem.confluence.wiki
+    wiki.add_space("ENG", "Engineering")
+    for n in range(7):
+        wiki.add_page("ENG", f"Page {n}", labels=["ai-ingest"])
+
+    result = onprem.run_sync()
+
+    (step,) = [key for key in _step_keys(result) if key.startswith("ingest_and_delete[")]
+    metadata = output_metadata(result, step)
+    assert (metadata["pages_done"], metadata["pages_total"]) == (7, 7)
+    assert metadata["pages_per_second"] > 0 and metadata["ingest_seconds"] >= 0
+    assert any(line.startswith("Space ENG: 7/7 pages (") and " in " in line for line in logged(onprem, result))
+
+
+def _step_keys(result: dg.ExecuteInProcessResult) -> set[str]:
+    return {event.step_key for event in result.all_events if event.step_key}
+
+
+@pytest.mark.parametrize("run_config", [{"test_mode": True}, {"space_keys": ["ENG"]}])
+def test_only_a_complete_real_sync_is_observed(onprem: Sandbox, run_config: dict[str, object]) -> None:
+    # A test-mode or restricted run brings Unique only partly (or not at all) up to date: no freshness from it.
+    onprem.confluence.wiki.add_space("ENG", "Engineering")
+    onprem.confluence.wiki.add_page("ENG", "A", labels=["ai-ingest"])
+    assert onprem.run_sync(run_config).get_asset_observation_events() == []
+
+
+def test_a_failed_sync_is_not_observed(onprem: Sandbox) -> None:
+    onprem.confluence.wiki.add_space("ENG", "Engineering")
+    onprem.confluence.wiki.add_page("ENG", "A", labels=["ai-ingest"])
+    onprem.unique.faults.add(r".*", Fault(400, body=b"rejected"), method="PUT", times=None)
+    result = onprem.run_sync(expect_success=False)
+    assert not result.success and result.get_asset_observation_events() == []
 
 
 def _unauthenticated(box: Sandbox) -> int:

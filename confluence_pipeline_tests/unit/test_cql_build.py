@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
-
 import pytest
 
 from confluence_pipeline.domain.batches import batched
 from confluence_pipeline.domain.cql import (
     ANCESTOR_BATCH,
     BODY_BATCH,
-    changed_since_cql,
     descendants_cql,
     discovery_cql,
     ids_cql,
     is_quotable,
+    newest_descendant_cql,
+    newest_labelled_cql,
     quote,
     space_labelled_cql,
 )
@@ -181,21 +179,27 @@ def test_space_labelled_cql_rejects(space_key: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("platform", "since", "tz", "expected_suffix"),
-    [
-        (Platform.ONPREM, datetime(2024, 5, 1, 8, 0, 59, tzinfo=UTC), ZoneInfo("Europe/Zurich"), "2024/05/01 10:00"),
-        (Platform.CLOUD, datetime(2024, 5, 1, 8, 0, tzinfo=UTC), UTC, "2024/05/01 08:00"),
-    ],
+    ("platform", "expected_space_types"),
+    [(Platform.ONPREM, "space.type=global"), (Platform.CLOUD, "(space.type=global OR space.type=collaboration)")],
 )
-def test_changed_since_cql(platform: Platform, since: datetime, tz: ZoneInfo, expected_suffix: str) -> None:
-    assert changed_since_cql("ai-ingest", "ai-ingest-all", platform, since, tz) == (
-        discovery_cql("ai-ingest", "ai-ingest-all", platform) + f' AND lastmodified >= "{expected_suffix}"'
+def test_newest_labelled_cql_orders_the_discovery_query_newest_first(
+    platform: Platform, expected_space_types: str
+) -> None:
+    # No date literal: nothing in the query depends on the zone Confluence would read one in.
+    assert newest_labelled_cql("ai-ingest", "ai-ingest-all", platform) == (
+        f'((label="ai-ingest") OR (label="ai-ingest-all")) AND {expected_space_types} AND type != attachment '
+        "ORDER BY lastmodified DESC"
     )
 
 
-def test_changed_since_cql_rejects_naive_since() -> None:
+def test_newest_descendant_cql_orders_the_descendants_newest_first() -> None:
+    assert newest_descendant_cql(["1", "22"]) == "ancestor IN (1,22) AND type != attachment ORDER BY lastmodified DESC"
+
+
+@pytest.mark.parametrize("ids", BAD_ID_LISTS)
+def test_newest_descendant_cql_rejects(ids: object) -> None:
     with pytest.raises(ValueError):
-        changed_since_cql("a", "b", Platform.ONPREM, datetime(2024, 5, 1), UTC)
+        newest_descendant_cql(ids)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -91,14 +91,15 @@ class Wiki(WikiAttachments):
     and a hidden space hides all its content. Attachments: see `WikiAttachments`.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, first_page_id: int = FIRST_PAGE_ID, first_space_id: int = FIRST_SPACE_ID) -> None:
+        """`first_page_id`/`first_space_id`: where ids start; two wikis in one sandbox must not share ids."""
         super().__init__()
         self.lock = threading.RLock()
         self.pages: dict[str, Page] = {}
         self.spaces: dict[str, Space] = {}
         self.revision = 0
-        self._next_page_id = FIRST_PAGE_ID
-        self._next_space_id = FIRST_SPACE_ID
+        self._next_page_id = first_page_id
+        self._next_space_id = first_space_id
         self._next_position = 0
         self._label_ids: dict[str, str] = {}
         # Indexes kept in step with `pages` so CQL can avoid scanning every page.
