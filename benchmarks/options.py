@@ -24,6 +24,8 @@ class BenchOptions:
     deep_trees: int = 4
     tree_share: float = 0.2  # share of pages that are descendants of the deep trees
     changed_share: float = 0.01
+    attachment_share: float = 0.2  # attachments per synced page (one per five pages), 10 KB-5 MB each; 0 = off
+    large_file_mb: int = 0  # one extra attachment of this size before the initial sync (peak RSS); 0 = none
     single_scope: bool = False  # True: UNIQUE_SCOPE_ID set; False: one scope per space (the product default)
     seed: int = 5
     isolate: bool = True  # False runs the job in this process (smoke test): no RSS figure
@@ -37,6 +39,8 @@ class BenchOptions:
             raise ValueError("need at least 10 pages and at least 5 pages per space")
         if not 0 <= self.tree_share < 0.9 or not 0 < self.changed_share <= 0.5:
             raise ValueError("tree_share must be in [0, 0.9) and changed_share in (0, 0.5]")
+        if not 0 <= self.attachment_share <= 5 or self.large_file_mb < 0:
+            raise ValueError("attachment_share must be in [0, 5] and large_file_mb not negative")
         if self.limits_from not in PHASES:
             raise ValueError(f"limits_from must be one of {PHASES}, got {self.limits_from!r}")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC
 from typing import Any
@@ -17,13 +17,15 @@ from confluence_sandbox.confluence import SearchScope, Wiki, evaluate, parse
 
 DISCOVERY_PAGE = 200  # the floor's page size for discovery and descendant queries
 DELETE_BATCH_TARGET = 20  # at least this many ids per delete call when that many are pending
+INLINE_ATTACHMENTS = 25  # attachments a page read inlines; a full list is listed again
 
 
 # -- the floor ----------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Floor:
     """The fewest Confluence requests one sync needs: the instance's identity, discovery, descendant result
-    pages, the queries that confirm deletions, and body batches."""
+    pages, the queries that confirm deletions, body batches, the per-page listings of pages with more
+    attachments than a page read inlines (25), and one download per new or changed attachment."""
 
     labelled: int
     roots: int
@@ -32,6 +34,8 @@ class Floor:
     changed_per_space: tuple[int, ...]
     identity: int = 1  # the applinks manifest (DC) or tenant_info (Cloud): the ownership mark
     confirmations: int = 0  # `id IN` queries confirming that pages the diff deletes left the sync set
+    attachment_listings: int = 0  # requests listing attachments beyond the 25 a page read inlines
+    downloads: int = 0  # one per new or changed attachment with bytes
 
     @property
     def discovery(self) -> int:
@@ -52,16 +56,33 @@ class Floor:
 
     @property
     def total(self) -> int:
-        return self.identity + self.discovery + self.descendants + self.confirmations + self.bodies
+        return (
+            self.identity
+            + self.discovery
+            + self.descendants
+            + self.confirmations
+            + self.bodies
+            + self.attachment_listings
+            + self.downloads
+        )
 
 
 def floor_for(
-    wiki: Wiki, mode: str, changed: int, changed_per_space: Sequence[int], deleted: Sequence[str] = ()
+    wiki: Wiki,
+    mode: str,
+    changed: int,
+    changed_per_space: Sequence[int],
+    deleted: Sequence[str] = (),
+    *,
+    synced: Collection[str] = (),
+    downloads: int = 0,
 ) -> Floor:
     """The floor from what Confluence itself would return for the sync's queries (the emulator's CQL engine).
 
     `deleted` are the pages that left the sync set since the last sync: each batch of CONFIRM_BATCH is
     confirmed with one query, plus one per batch of their ancestors (is one of them subtree-labelled?).
+    With attachments on, `synced` pages holding 25 or more attachments are listed on their own (pages of
+    200 on DC, 250 on Cloud), and `downloads` attachments are transferred.
     """
     platform = Platform(mode)
     scope = SearchScope(wiki, mode, UTC, "empty")  # type: ignore[arg-type]
@@ -70,7 +91,19 @@ def floor_for(
     queries = tuple(len(evaluate(parse(descendants_cql(chunk)), scope)) for chunk in batched(roots, ANCESTOR_BATCH))
     ancestors = {a.id for page_id in deleted for a in wiki.pages[page_id].ancestors(wiki)}
     confirmations = math.ceil(len(deleted) / CONFIRM_BATCH) + math.ceil(len(ancestors) / CONFIRM_BATCH)
-    return Floor(len(labelled), len(roots), queries, changed, tuple(changed_per_space), confirmations=confirmations)
+    page = 200 if mode == "ONPREM" else 250
+    crowded = (len(wiki.attachments_of(page_id)) for page_id in synced)
+    listings = sum(max(1, math.ceil(n / page)) for n in crowded if n >= INLINE_ATTACHMENTS)
+    return Floor(
+        len(labelled),
+        len(roots),
+        queries,
+        changed,
+        tuple(changed_per_space),
+        confirmations=confirmations,
+        attachment_listings=listings,
+        downloads=downloads,
+    )
 
 
 # -- results ------------------------------------------------------------------------------------------------------
@@ -95,6 +128,7 @@ class PhaseResult:
     job_cpu_s: float | None = None  # user + system CPU of the job process
     emulator_cpu_s: float = 0.0  # CPU of this process (both emulators) during the run
     step_seconds: dict[str, float] = field(default_factory=dict)  # time inside the run's steps, by op
+    bytes_moved: int = 0  # attachment bytes streamed from Confluence to Unique
     error: str = ""
 
     @property
@@ -111,9 +145,14 @@ class PhaseResult:
 
     @property
     def per_page_pattern(self) -> int:
-        """Our discovery and expansion, but one body GET per new or changed page instead of batches."""
+        """Our discovery and expansion, but one body GET per new or changed page instead of batches, and one
+        attachment listing per synced page when attachments are on (what connectors without the inline list do)."""
         return (
-            self.confluence_total - self.confluence_kinds.get("bodies", 0) + (self.floor.changed if self.floor else 0)
+            self.confluence_total
+            - self.confluence_kinds.get("bodies", 0)
+            - self.confluence_kinds.get("attachment listings", 0)
+            + (self.floor.changed if self.floor else 0)
+            + (self.discovered if self.counts.get("attachments", 0) else 0)
         )
 
     @property
@@ -187,19 +226,38 @@ def format_table(report: BenchReport) -> str:
     row("spaces", [_fmt(p.spaces) for p in phases])
     row("new / updated / deleted", [counts(p) for p in phases])
     row("failed", [_fmt(p.counts.get("failed", 0)) for p in phases])
+    if any(p.counts.get("attachments", 0) for p in phases):
+
+        def attachments(phase: PhaseResult) -> str:
+            c = phase.counts
+            new, updated, deleted = (
+                c.get("attachments_new", 0),
+                c.get("attachments_updated", 0),
+                c.get("attachments_deleted", 0),
+            )
+            return f"{new:,}/{updated:,}/{deleted:,}"
+
+        row("attachments (on synced pages)", [_fmt(p.counts.get("attachments", 0)) for p in phases])
+        row("  new / updated / deleted", [attachments(p) for p in phases])
+        row(
+            "  skipped (type, size) / failed",
+            [f"{p.counts.get('attachments_skipped', 0):,} / {p.counts.get('attachments_failed', 0):,}" for p in phases],
+        )
+        row("  MB moved Confluence → Unique", [_fmt(p.bytes_moved / 1024**2, 1) for p in phases])
     conf_routes = sorted({r for p in phases for r in p.confluence})
     for route in conf_routes:
         row(f"Confluence {route}", [_fmt(p.confluence.get(route, 0)) for p in phases])
-    for kind in ("discovery", "descendants", "bodies"):
+    main_kinds = ("discovery", "descendants", "bodies", "attachment listings", "downloads")
+    for kind in main_kinds:
         row(f"  of which {kind}", [_fmt(p.confluence_kinds.get(kind, 0)) for p in phases])
-    for kind in sorted({k for p in phases for k in p.confluence_kinds} - {"discovery", "descendants", "bodies"}):
+    for kind in sorted({k for p in phases for k in p.confluence_kinds} - set(main_kinds)):
         row(f"  of which {kind}", [_fmt(p.confluence_kinds.get(kind, 0)) for p in phases])
     row("Confluence total", [_fmt(p.confluence_total) for p in phases])
     row(
-        "floor: discovery+descendants+bodies",
+        "floor: id+discovery+descendants+confirm+bodies+listings+downloads",
         [
             f"{p.floor.identity}+{p.floor.discovery}+{p.floor.descendants}+{p.floor.confirmations}+{p.floor.bodies}"
-            f"={p.floor.total}"
+            f"+{p.floor.attachment_listings}+{p.floor.downloads}={p.floor.total}"
             if p.floor
             else "–"
             for p in phases
@@ -252,7 +310,13 @@ def format_table(report: BenchReport) -> str:
         f"confluence_sync benchmark: {options.mode}, N={wiki['synced_pages']:,} pages "
         f"({wiki['labelled']:,} labelled + {wiki['descendants']:,} descendants of {wiki['roots']} roots, "
         f"max depth {wiki['max_depth']}), S={options.spaces} spaces, bodies {wiki['mean_body_kb']} KB mean "
-        f"({wiki['body_mb']} MB)",
+        f"({wiki['body_mb']} MB)"
+        + (
+            f", {wiki['attachments']:,} attachments ({wiki['attachments_synced']:,} of allowed types, "
+            f"{wiki['attachment_mb']:,} MB)"
+            if wiki.get("attachments")
+            else ""
+        ),
         f"latency {options.latency_ms:g} ms, limits {limits}, UNIQUE_CONCURRENCY={options.concurrency}, "
         f"scopes: {'one UNIQUE_SCOPE_ID' if options.single_scope else 'one per space'}",
         "",
@@ -292,14 +356,14 @@ def check_targets(report: BenchReport) -> list[str]:
     for phase in report.phases:
         if not phase.success:
             continue
-        k = phase.counts.get("new", 0) + phase.counts.get("updated", 0)
+        k = sum(phase.counts.get(n, 0) for n in ("new", "updated", "attachments_new", "attachments_updated"))
         upserts, uploads = phase.unique.get("graphql ContentUpsert", 0), phase.unique.get("PUT upload", 0)
         per_page_ok = upserts == 2 * k and uploads == k and phase.unique.get("POST file-diff", 0) == phase.spaces
         small = [n for n in phase.delete_ids if n < DELETE_BATCH_TARGET]
         batched_ok = not small or len(phase.delete_ids) == 1 or all(n == phase.delete_ids[-1] for n in small)
         verdict(
             per_page_ok and batched_ok,
-            f"{phase.name}: Unique per changed page {upserts}/{k} upserts, {uploads}/{k} uploads; "
+            f"{phase.name}: Unique per changed page or attachment {upserts}/{k} upserts, {uploads}/{k} uploads; "
             f"delete calls {phase.delete_ids or 'none'}",
         )
     initial = phases.get("initial")

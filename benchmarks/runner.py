@@ -62,7 +62,10 @@ def connector_env(
         "ZITADEL_PROJECT_ID": ZITADEL_PROJECT,
         "INGEST_SINGLE_LABEL": SINGLE_LABEL,
         "INGEST_ALL_LABEL": ALL_LABEL,
+        "CONFLUENCE_ATTACHMENTS": "true" if options.attachment_share or options.large_file_mb else "false",
     }
+    if options.large_file_mb:
+        env["ATTACHMENT_MAX_BYTES"] = f"{max(200, options.large_file_mb)} MB"
     if options.mode == "ONPREM":
         env["CONFLUENCE_PAT"] = PAT
     else:
@@ -225,6 +228,10 @@ def _confluence_kinds(requests: Sequence[Any]) -> tuple[dict[str, int], float]:
         expand = (request.query.get("expand") or [""])[0]
         if request.path.endswith(("/rest/applinks/1.0/manifest", "/_edge/tenant_info")):
             kinds["identity"] += 1
+        elif "/download/attachments/" in request.path or request.path.endswith("/download"):
+            kinds["downloads"] += 1
+        elif request.path.endswith(("/child/attachment", "/attachments")):
+            kinds["attachment listings"] += 1
         elif not cql and "cursor" not in request.query:
             kinds[f"{request.method} {request.path.rsplit('/rest/api/', 1)[-1]}"] += 1
         elif "ancestor IN" in cql:
@@ -317,6 +324,7 @@ def run_phase(
     result.confluence = dict(summary.get("confluence_requests_by_route") or {})
     result.unique = dict(summary.get("unique_requests_by_route") or {})
     result.step_seconds = summary["step_seconds"]
+    result.bytes_moved = int(summary.get("attachment_bytes_moved", 0))
     return result
 
 
@@ -339,7 +347,10 @@ def run_benchmark(options: BenchOptions, *, out: Any = None) -> BenchReport:
                 options.mode, pat=PAT, cloud_user=CLOUD_USER, cloud_token=CLOUD_TOKEN, wiki=synthetic.wiki
             ) as confluence,
             UniqueEmulator(
-                client_id=ZITADEL_CLIENT, client_secret=ZITADEL_SECRET, project_id=ZITADEL_PROJECT
+                client_id=ZITADEL_CLIENT,
+                client_secret=ZITADEL_SECRET,
+                project_id=ZITADEL_PROJECT,
+                keep_upload_bytes=False,  # attachments are hashed as they arrive, never held
             ) as unique,
         ):
             confluence.faults.latency = unique.faults.latency = options.latency_ms / 1000
@@ -349,6 +360,8 @@ def run_benchmark(options: BenchOptions, *, out: Any = None) -> BenchReport:
                 for phase in PHASES
             }
             per_space = Counter(synthetic.wiki.pages[i].space_key for i in synthetic.synced)
+            attachments_on = envs["initial"]["CONFLUENCE_ATTACHMENTS"] == "true"
+            synced = synthetic.synced if attachments_on else ()
             plan: list[tuple[str, Floor]] = [
                 (
                     "initial",
@@ -357,9 +370,11 @@ def run_benchmark(options: BenchOptions, *, out: Any = None) -> BenchReport:
                         options.mode,
                         len(synthetic.synced),
                         [per_space[k] for k in synthetic.space_keys],
+                        synced=synced,
+                        downloads=len(synthetic.synced_attachments()) if attachments_on else 0,
                     ),
                 ),
-                ("no-change", floor_for(synthetic.wiki, options.mode, 0, [])),
+                ("no-change", floor_for(synthetic.wiki, options.mode, 0, [], synced=synced)),
             ]
             for name, floor in plan:
                 phases.append(run_phase(name, confluence, unique, envs[name], home, floor, options, workdir))
@@ -373,6 +388,8 @@ def run_benchmark(options: BenchOptions, *, out: Any = None) -> BenchReport:
                 change.edited + change.added,
                 change.changed_per_space,
                 change.deleted_ids,
+                synced=synthetic.synced if attachments_on else (),
+                downloads=change.attachments_transferred if attachments_on else 0,
             )
             phases.append(
                 run_phase("1% changed", confluence, unique, envs["1% changed"], home, floor, options, workdir)

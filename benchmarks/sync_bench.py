@@ -46,6 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--deep-trees", type=int, default=4, help="deep ai-ingest-all trees (default 4)")
     parser.add_argument("--tree-share", type=float, default=0.2, help="share of pages in deep trees (default 0.2)")
     parser.add_argument("--changed-share", type=float, default=0.01, help="share edited before the last sync")
+    parser.add_argument(
+        "--attachments", type=float, default=0.2, help="attachments per page, 10 KB-5 MB (default 0.2; 0 = off)"
+    )
+    parser.add_argument("--large-file-mb", type=int, default=0, help="add one attachment of this size (peak RSS)")
     parser.add_argument("--single-scope", action="store_true", help="set UNIQUE_SCOPE_ID instead of per-space scopes")
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--in-process", action="store_true", help="run the job in this process (no RSS figure)")
@@ -65,6 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         deep_trees=args.deep_trees,
         tree_share=args.tree_share,
         changed_share=args.changed_share,
+        attachment_share=args.attachments,
+        large_file_mb=args.large_file_mb,
         single_scope=args.single_scope,
         seed=args.seed,
         isolate=not args.in_process,

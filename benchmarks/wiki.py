@@ -6,7 +6,7 @@ import math
 import random
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -107,6 +107,18 @@ def _body(rng: random.Random, pool: Sequence[str], page_no: int, title: str) -> 
     return "".join(parts)
 
 
+# Attachment kinds and how often each appears; zip archives are not in the default ATTACHMENT_MIME_TYPES.
+_ATTACHMENT_KINDS = (
+    ("pdf", "application/pdf", 12),
+    ("docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document", 4),
+    ("png", "image/png", 3),
+    ("zip", "application/zip", 1),
+)
+ATTACHMENT_MIN_BYTES = 10 * 1024
+ATTACHMENT_MAX_BYTES = 5 * 1024**2
+SYNCED_ATTACHMENT_TYPES = frozenset(kind for _, kind, _ in _ATTACHMENT_KINDS if kind != "application/zip")
+
+
 @dataclass
 class SyntheticWiki:
     """The seeded wiki and what the benchmark needs to know about it to change it and to compute floors."""
@@ -119,9 +131,20 @@ class SyntheticWiki:
     rng: random.Random
     pool: list[str]
     next_no: int
+    attachments: list[str] = field(default_factory=list)  # ids of every attachment the benchmark added
+
+    def synced_attachments(self) -> list[Any]:
+        """The current attachments of synced pages that a sync transfers (allowed type)."""
+        synced = set(self.synced)
+        return [
+            a
+            for a in (self.wiki.attachments[i] for i in self.attachments if i in self.wiki.attachments)
+            if a.status == "current" and a.container.id in synced and a.media_type in SYNCED_ATTACHMENT_TYPES
+        ]
 
     def describe(self) -> dict[str, Any]:
         labelled = sum(1 for i in self.synced if self.wiki.pages[i].labels)
+        moved = self.synced_attachments()
         return {
             "synced_pages": len(self.synced),
             "labelled": labelled,
@@ -132,6 +155,10 @@ class SyntheticWiki:
             "max_depth": max(self.wiki.depth(self.wiki.pages[i]) for i in self.synced),
             "body_mb": round(self.body_bytes / 1e6, 1),
             "mean_body_kb": round(self.body_bytes / len(self.synced) / 1024, 1),
+            "attachments": len(self.attachments),
+            "attachments_synced": len(moved),
+            "attachment_bytes": sum(a.size for a in moved),
+            "attachment_mb": round(sum(a.size for a in moved) / 1024**2, 1),
         }
 
 
@@ -210,7 +237,30 @@ def build_wiki(options: BenchOptions) -> SyntheticWiki:
     for i in range(max(1, n // 100)):  # never synced: personal space and unlabelled drafts
         add("~owner", labels=(SINGLE_LABEL,), sync=False, tiny=True)
         add(keys[i % len(keys)], sync=False, tiny=True)
-    return SyntheticWiki(wiki, keys, synced, single_only, total_bytes, rng, pool, counter)
+    synthetic = SyntheticWiki(wiki, keys, synced, single_only, total_bytes, rng, pool, counter)
+    attach_files(synthetic, round(n * options.attachment_share))
+    if options.large_file_mb:
+        large = wiki.add_attachment(
+            synced[0], "large-export.pdf", size=options.large_file_mb * 1024**2, seed=7, media_type="application/pdf"
+        )
+        synthetic.attachments.append(large.id)
+    return synthetic
+
+
+def attach_files(synthetic: SyntheticWiki, count: int) -> list[str]:
+    """`count` attachments on random synced pages: 10 KB-5 MB (log-uniform), bytes generated while they are sent."""
+    wiki, rng = synthetic.wiki, synthetic.rng
+    kinds = [(ext, kind) for ext, kind, weight in _ATTACHMENT_KINDS for _ in range(weight)]
+    added: list[str] = []
+    for page_id in sorted(rng.sample(synthetic.synced, min(count, len(synthetic.synced))), key=int):
+        extension, kind = rng.choice(kinds)
+        size = int(math.exp(rng.uniform(math.log(ATTACHMENT_MIN_BYTES), math.log(ATTACHMENT_MAX_BYTES))))
+        synthetic.next_no += 1
+        name = f"file-{synthetic.next_no:06d}.{extension}"
+        attachment = wiki.add_attachment(page_id, name, size=size, seed=synthetic.next_no, media_type=kind)
+        added.append(attachment.id)
+    synthetic.attachments.extend(added)
+    return added
 
 
 @dataclass(frozen=True)
@@ -220,6 +270,7 @@ class Change:
     deleted: int
     changed_per_space: tuple[int, ...]
     deleted_ids: tuple[str, ...] = ()
+    attachments_transferred: int = 0  # new and new versions of synced attachments: one download each
 
 
 def change_wiki(synthetic: SyntheticWiki, share: float) -> Change:
@@ -253,4 +304,26 @@ def change_wiki(synthetic: SyntheticWiki, share: float) -> Change:
         synthetic.synced.remove(page_id)
         synthetic.single_only[victims_space].remove(page_id)
     counts = tuple(per_space.get(key, 0) for key in synthetic.space_keys)
-    return Change(edits, added, deleted, counts, tuple(victims))
+    transferred = _change_attachments(synthetic, share)
+    return Change(edits, added, deleted, counts, tuple(victims), transferred)
+
+
+def _change_attachments(synthetic: SyntheticWiki, share: float) -> int:
+    """New versions of ~`share` of the synced attachments, a tenth as many new files and one removed file;
+    returns how many a sync must transfer."""
+    current = synthetic.synced_attachments()
+    if not current:
+        return 0
+    wiki, rng = synthetic.wiki, synthetic.rng
+    updated = max(1, round(len(current) * share))
+    for attachment in sorted(rng.sample(current, updated), key=lambda a: int(a.numeric_id)):
+        synthetic.next_no += 1
+        size = int(math.exp(rng.uniform(math.log(ATTACHMENT_MIN_BYTES), math.log(ATTACHMENT_MAX_BYTES))))
+        wiki.update_attachment(attachment.id, size=size, seed=synthetic.next_no)
+    untouched = [a for a in synthetic.synced_attachments() if a.version == 1]
+    if untouched:
+        wiki.remove_attachment(rng.choice(untouched).id)
+    before = {a.id for a in synthetic.synced_attachments()}
+    attach_files(synthetic, max(1, updated // 10))
+    added = len({a.id for a in synthetic.synced_attachments()} - before)
+    return updated + added

@@ -27,6 +27,8 @@ from confluence_sandbox.seed import ALL, SINGLE, apply_demo_edits, seed_demo_wik
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 COUNT_COLUMNS = ("discovered", "new", "updated", "unchanged", "deleted", "failed", "in_unique")
+FILE_COLUMNS = ("attachments", "new", "updated", "unchanged", "deleted", "skipped", "failed", "in_unique")
+SYNCED_TYPES = {"application/pdf", "text/plain", "text/csv", "image/png"}  # in the default ATTACHMENT_MIME_TYPES
 
 
 # -- what the seed should produce, derived from the wiki model by the sync's rules ---------------
@@ -54,7 +56,23 @@ def expected_synced(wiki: Wiki, mode: str) -> dict[str, set[str]]:
 
 
 def expected_keys(wiki: Wiki, synced: Mapping[str, set[str]]) -> set[str]:
-    return {f"{wiki.spaces[key].id}_{key}/{page_id}" for key, ids in synced.items() for page_id in ids}
+    """Keys of the synced pages and of their attachments of an allowed type."""
+    keys = {f"{wiki.spaces[key].id}_{key}/{page_id}" for key, ids in synced.items() for page_id in ids}
+    for key, ids in synced.items():
+        for page_id in ids:
+            for attachment in wiki.attachments_of(page_id):
+                if attachment.media_type in SYNCED_TYPES:
+                    keys.add(f"{wiki.spaces[key].id}_{key}/{page_id}::{attachment.id}")
+    return keys
+
+
+def expected_files(wiki: Wiki, synced: Mapping[str, set[str]]) -> dict[str, tuple[int, int]]:
+    """Per space: the current attachments of its synced pages, and how many of them the sync skips by type."""
+    files: dict[str, tuple[int, int]] = {}
+    for key, ids in synced.items():
+        found = [a for page_id in ids for a in wiki.attachments_of(page_id)]
+        files[key] = (len(found), sum(1 for a in found if a.media_type not in SYNCED_TYPES))
+    return files
 
 
 def parse_run_tables(text: str) -> list[dict[str, dict[str, int]]]:
@@ -73,6 +91,25 @@ def parse_run_tables(text: str) -> list[dict[str, dict[str, int]]]:
             space, scope, *numbers = cells
             assert scope == f"/Confluence/{space}"
             rows[space] = dict(zip(COUNT_COLUMNS, map(int, numbers), strict=True))
+        tables.append(rows)
+    return tables
+
+
+def parse_attachment_tables(text: str) -> list[dict[str, dict[str, int]]]:
+    """The per-space rows of each run's attachment table (the total row excluded)."""
+    tables: list[dict[str, dict[str, int]]] = []
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
+        if line.strip() != "Attachments:":
+            continue
+        assert lines[index + 1].split()[:2] == ["space", "attachments"], lines[index + 1]
+        rows: dict[str, dict[str, int]] = {}
+        for row in lines[index + 2 :]:
+            cells = row.split()
+            if not cells or cells[0] == "total":
+                break
+            space, *numbers = cells
+            rows[space] = dict(zip(FILE_COLUMNS, map(int, numbers), strict=True))
         tables.append(rows)
     return tables
 
@@ -101,11 +138,14 @@ def test_demo_syncs_the_seed_then_exactly_the_edit_and_prints_it(
     out = capsys.readouterr().out
     (outcome,) = outcomes
     first_table, second_table = parse_run_tables(out)
+    first_files, second_files = parse_attachment_tables(out)
     first_run, second_run = outcome.runs
     wiki = seeded_wiki()
     before = expected_synced(wiki, "ONPREM")
+    files_before = expected_files(wiki, before)
     edits = apply_demo_edits(wiki)
     after = expected_synced(wiki, "ONPREM")
+    files_after = expected_files(wiki, after)
     updated_space, deleted_space = edits.updated.space_key, edits.unlabelled.space_key
     assert updated_space != deleted_space
     assert len(after[deleted_space]) == len(before[deleted_space]) - 1
@@ -116,7 +156,19 @@ def test_demo_syncs_the_seed_then_exactly_the_edit_and_prints_it(
         n = len(ids)
         zero = {"updated": 0, "unchanged": 0, "deleted": 0, "failed": 0}
         assert first_table[space] == {"discovered": n, "new": n, **zero, "in_unique": n}, space
-    assert set(first_run.after) == expected_keys(wiki, before)
+    # Attachments of synced pages arrive as items of their own; a type outside the list is skipped.
+    assert set(first_files) == set(before)
+    for space, (total, skipped) in files_before.items():
+        synced = total - skipped
+        zero = {"updated": 0, "unchanged": 0, "deleted": 0, "failed": 0}
+        expected_row = {"attachments": total, "new": synced, "skipped": skipped, **zero, "in_unique": synced}
+        assert first_files[space] == expected_row, space
+    assert sum(skipped for _, skipped in files_before.values()) == 1
+    assert "forms-archive.zip" in out and "type application/zip not in ATTACHMENT_MIME_TYPES" in out
+    assert set(first_run.after) == expected_keys(seeded_wiki(), before)
+    # Images are inlined: the architecture page's own, and the same image in a child page's body.
+    inlined = {item.title: item.inlined_images for item in first_run.after.values() if item.inlined_images}
+    assert inlined == {"Architecture Overview": 1, "Service Boundaries": 1}
 
     # Run 2: exactly the edit — one page re-uploaded, one deleted, nothing else written.
     assert set(second_table) == set(before)
@@ -132,8 +184,23 @@ def test_demo_syncs_the_seed_then_exactly_the_edit_and_prints_it(
             "failed": 0,
             "in_unique": len(ids),
         }, space
+    for space, (total, skipped) in files_after.items():
+        updated = int(space == updated_space)
+        deleted = len(wiki.attachments_of(edits.unlabelled.id)) if space == deleted_space else 0
+        synced = total - skipped
+        assert second_files[space] == {
+            "attachments": total,
+            "new": 0,
+            "updated": updated,
+            "unchanged": synced - updated,
+            "deleted": deleted,
+            "skipped": skipped,
+            "failed": 0,
+            "in_unique": synced,
+        }, space
     assert set(second_run.after) == expected_keys(wiki, after)
     assert f"re-uploaded: “{edits.updated.title}” (/Confluence/{updated_space})" in out
+    assert f"re-uploaded: attachment “{edits.new_version.title}” (/Confluence/{updated_space})" in out
     assert f"deleted: “{edits.unlabelled.title}” (/Confluence/{deleted_space})" in out
 
     # Unique holds nothing from the personal space, nothing unlabelled, and the edited page's new body.
@@ -147,6 +214,9 @@ def test_demo_syncs_the_seed_then_exactly_the_edit_and_prints_it(
     page = outcome.wiki.pages[edits.updated.id]
     (content,) = (c for c in stored.values() if c.key.endswith(f"/{page.id}"))
     assert content.data == page.body.encode("utf-8")
+    checklist = outcome.wiki.attachment(edits.new_version.id)
+    (stored_file,) = (c for c in stored.values() if c.key.endswith(f"/{page.id}::{checklist.id}"))
+    assert stored_file.data == checklist.data.read() and checklist.version == 2
     assert outcome.store.scope_path(content.owner_id) == f"/Confluence/{page.space_key}"
 
     # Both runs went through Dagster into the persistent sandbox instance the UI will show.

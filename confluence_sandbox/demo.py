@@ -43,6 +43,15 @@ UI_URL = "http://127.0.0.1:3000"
 JOB_NAME = "confluence_sync"
 DEMO_PID_TAG = "confluence_sandbox-demo-pid"
 COLUMNS = ("discovered", "new", "updated", "unchanged", "deleted", "failed")
+ATTACHMENT_COLUMNS = (
+    "attachments",
+    "attachments_new",
+    "attachments_updated",
+    "attachments_unchanged",
+    "attachments_deleted",
+    "attachments_skipped",
+    "attachments_failed",
+)
 
 # Credentials of the local fakes only; they guard nothing but the emulators on 127.0.0.1.
 SANDBOX_PAT = "sandbox-pat"
@@ -110,6 +119,9 @@ class Sandbox:
                 "ZITADEL_PROJECT_ID": SANDBOX_PROJECT_ID,
                 "TEST_MODE": "false",
                 "SYNC_FAILURE_TOLERANCE": "0",
+                # The sandbox shows both: attachments as items of their own, images inlined in bodies.
+                "CONFLUENCE_ATTACHMENTS": "true",
+                "INLINE_IMAGES": "true",
             }
         )
         # A proxy configured in the user's shell must not swallow calls to the local emulators.
@@ -298,6 +310,8 @@ class StoredItem:
     space_prefix: str
     scope_path: str
     finalized_at: datetime | None
+    attachment: bool = False  # an attachment's item (`<pageId>::<attachmentId>`), not a page's
+    inlined_images: int = 0  # `<img src="data:…">` elements in a page's body
 
 
 @dataclass
@@ -309,12 +323,18 @@ class SyncRun:
     success: bool
     seconds: float
     per_space: dict[str, dict[str, int]] = field(default_factory=dict)
+    attachments_per_space: dict[str, dict[str, int]] = field(default_factory=dict)
+    skipped_attachments: str = ""
     failure: str = ""
     before: dict[str, StoredItem] = field(default_factory=dict)
     after: dict[str, StoredItem] = field(default_factory=dict)
 
     def totals(self) -> dict[str, int]:
         return {name: sum(counts.get(name, 0) for counts in self.per_space.values()) for name in COLUMNS}
+
+    def attachment_totals(self) -> dict[str, int]:
+        spaces = self.attachments_per_space.values()
+        return {name: sum(counts.get(name, 0) for counts in spaces) for name in ATTACHMENT_COLUMNS}
 
 
 def _unique_snapshot(store: UniqueStore) -> dict[str, StoredItem]:
@@ -326,7 +346,9 @@ def _unique_snapshot(store: UniqueStore) -> dict[str, StoredItem]:
                 continue
             scope = store.scope_path(content.owner_id) if content.owner_id in store.scopes else "?"
             prefix = content.key.split("/", 1)[0]
-            items[content.key] = StoredItem(content.title, prefix, scope, content.finalized_at)
+            is_attachment = "::" in content.key.rsplit("/", 1)[-1]
+            inlined = 0 if is_attachment or content.data is None else content.data.count(b'<img src="data:')
+            items[content.key] = StoredItem(content.title, prefix, scope, content.finalized_at, is_attachment, inlined)
         return items
 
 
@@ -365,7 +387,13 @@ def run_sync(sandbox: Sandbox, instance: dg.DagsterInstance, number: int, log: T
     for event in result.get_asset_observation_events():  # one per successful sync: the instance's asset
         rows = event.asset_observation_data.asset_observation.metadata[PER_SPACE_KEY].value
         for row in rows:  # type: ignore[union-attr]
-            run.per_space[str(row["space_key"])] = {name: int(row.get(name, 0)) for name in COLUMNS}
+            key = str(row["space_key"])
+            run.per_space[key] = {name: int(row.get(name, 0)) for name in COLUMNS}
+            run.attachments_per_space[key] = {name: int(row.get(name, 0)) for name in ATTACHMENT_COLUMNS}
+    for event in result.all_events:
+        if event.step_key == "summarize_sync" and event.event_type_value == "STEP_OUTPUT":
+            skipped = event.step_output_data.metadata.get("skipped_attachments")
+            run.skipped_attachments = str(skipped.value) if skipped is not None else ""
     if not result.success:
         run.failure = _failure_text(result)
     run.after = _unique_snapshot(sandbox.unique.store)
@@ -417,7 +445,8 @@ def run_demo(mode: str, *, dagster_home: Path, out: TextIO, log_path: Path | Non
             outcome.edits = edits
             print(
                 f"\nEditing the wiki: new version of {edits.updated.space_key} “{edits.updated.title}” "
-                f"(v{edits.updated.version}); label '{edits.removed_label}' removed from "
+                f"(v{edits.updated.version}) and of its attachment “{edits.new_version.title}” "
+                f"(v{edits.new_version.version}); label '{edits.removed_label}' removed from "
                 f"{edits.unlabelled.space_key} “{edits.unlabelled.title}”.",
                 file=out,
             )
@@ -451,10 +480,12 @@ def _print_run(out: TextIO, run: SyncRun, caption: str) -> None:
     if not run.per_space:
         return
     in_unique: dict[str, int] = {}
+    files_in_unique: dict[str, int] = {}
     scopes: dict[str, str] = {}
     for item in run.after.values():
         key = item.space_prefix.split("_", 1)[-1]
-        in_unique[key] = in_unique.get(key, 0) + 1
+        counter = files_in_unique if item.attachment else in_unique
+        counter[key] = counter.get(key, 0) + 1
         scopes.setdefault(key, item.scope_path)
     rows = [
         [space, scopes.get(space, "-"), *(str(counts[c]) for c in COLUMNS), str(in_unique.get(space, 0))]
@@ -462,23 +493,55 @@ def _print_run(out: TextIO, run: SyncRun, caption: str) -> None:
     ]
     totals = run.totals()
     rows.append(["total", "", *(str(totals[c]) for c in COLUMNS), str(sum(in_unique.values()))])
-    header = ["space", "Unique scope", *COLUMNS, "in Unique"]
+    _print_table(out, ["space", "Unique scope", *COLUMNS, "in Unique"], rows)
+    if not any(run.attachment_totals().values()):
+        return
+    print("  Attachments:", file=out)
+    names = [name.removeprefix("attachments_") for name in ATTACHMENT_COLUMNS[1:]]
+    file_rows = [
+        [space, *(str(counts[c]) for c in ATTACHMENT_COLUMNS), str(files_in_unique.get(space, 0))]
+        for space, counts in sorted(run.attachments_per_space.items())
+    ]
+    file_totals = run.attachment_totals()
+    file_rows.append(["total", *(str(file_totals[c]) for c in ATTACHMENT_COLUMNS), str(sum(files_in_unique.values()))])
+    _print_table(out, ["space", "attachments", *names, "in Unique"], file_rows)
+
+
+def _print_table(out: TextIO, header: list[str], rows: list[list[str]]) -> None:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    text_columns = 2 if header[1] == "Unique scope" else 1
     for row in [header, *rows]:
-        cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1])]
-        cells += [cell.rjust(width) for cell, width in zip(row[2:], widths[2:], strict=True)]
+        cells = [cell.ljust(width) for cell, width in zip(row[:text_columns], widths, strict=False)]
+        cells += [cell.rjust(width) for cell, width in zip(row[text_columns:], widths[text_columns:], strict=True)]
         print("  " + "  ".join(cells).rstrip(), file=out)
 
 
 def _print_landed(out: TextIO, wiki: Wiki, run: SyncRun) -> None:
     by_space: dict[str, list[str]] = {}
     for key, item in sorted(run.after.items()):
+        if item.attachment:
+            continue
         page = wiki.pages.get(key.rsplit("/", 1)[-1])
         by_space.setdefault(page.space_key if page else item.space_prefix, []).append(item.title)
     print("\nIn Unique now, for example:", file=out)
     for space, titles in sorted(by_space.items()):
         more = f" … and {len(titles) - 3} more" if len(titles) > 3 else ""
         print(f"  {space}: " + ", ".join(f"“{t}”" for t in titles[:3]) + more, file=out)
+    files = []
+    for key, item in sorted(run.after.items()):
+        if item.attachment:
+            page = wiki.pages.get(key.rsplit("/", 1)[-1].split("::", 1)[0])
+            files.append(f"“{item.title}” (on “{page.title if page else '?'}”)")
+    if files:
+        print("Attachments in Unique, each an item of its own: " + ", ".join(files), file=out)
+    inlined = [item for item in run.after.values() if item.inlined_images]
+    if inlined:
+        shown = ", ".join(f"“{item.title}” ({item.inlined_images})" for item in sorted(inlined, key=lambda i: i.title))
+        print(f"Images inlined in page bodies as data: URIs: {shown}", file=out)
+    if run.skipped_attachments:
+        print("Attachments skipped, with the reason:", file=out)
+        for line in run.skipped_attachments.splitlines():
+            print(f"  {line.removeprefix('- ')}", file=out)
     reasons = _not_synced(wiki, {key.rsplit("/", 1)[-1] for key in run.after})
     if reasons:
         print("Not synced, as the rules say: " + "; ".join(f"{n} {why}" for why, n in reasons.items()), file=out)
@@ -513,11 +576,15 @@ def _print_delta(out: TextIO, run: SyncRun) -> None:
     deleted = [item for key, item in run.before.items() if key not in run.after]
     for verb, items in (("re-uploaded", updated), ("added", added), ("deleted", deleted)):
         for item in items:
-            print(f"  {verb}: “{item.title}” ({item.scope_path})", file=out)
+            what = "attachment " if item.attachment else ""
+            print(f"  {verb}: {what}“{item.title}” ({item.scope_path})", file=out)
     totals = run.totals()
+    files = run.attachment_totals()
     print(
-        f"  Unique writes: {totals['new']} new, {totals['updated']} updated, {totals['deleted']} deleted; "
-        f"{totals['unchanged']} unchanged pages cost no upload.",
+        f"  Unique writes: {totals['new']} new, {totals['updated']} updated, {totals['deleted']} deleted pages and "
+        f"{files['attachments_new']} new, {files['attachments_updated']} updated, {files['attachments_deleted']} "
+        f"deleted attachments; {totals['unchanged']} unchanged pages and {files['attachments_unchanged']} unchanged "
+        "attachments cost no upload and no download.",
         file=out,
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from confluence_sandbox.confluence.attachments import Attachment, sample_pdf, sample_png
 from confluence_sandbox.confluence.wiki import Page, Wiki
 
 SINGLE = "ai-ingest"
@@ -54,6 +55,8 @@ def seed_demo_wiki(wiki: Wiki) -> None:
 
     Synced: the `ai-ingest-all` roots with all their descendants, pages labelled `ai-ingest`, a labelled
     blog post. Never synced: unlabelled pages, the personal space `~jdoe`, a trashed and a restricted page.
+    Attachments: a PNG shown in the architecture page's body and, from there, in a child page's body; PDFs,
+    a CSV and a text file on synced pages; a zip (a type the sync skips) and a PDF on an unsynced page.
     """
     wiki.add_space("ENG", "Engineering")
     wiki.add_space("HR", "Human Resources")
@@ -121,7 +124,8 @@ def _seed_engineering(wiki: Wiki) -> None:
             f"<p>Details per service in {_link('Service Boundaries', 'Service Boundaries')}.</p>"
         ),
     )
-    wiki.add_page(
+    _attach(wiki, architecture, "system-context.png", sample_png(4, 3, (0, 82, 204)), _at(4))
+    boundaries = wiki.add_page(
         "ENG",
         "Service Boundaries",
         parent_id=architecture.id,
@@ -130,7 +134,17 @@ def _seed_engineering(wiki: Wiki) -> None:
             "<table><tbody><tr><th>Service</th><th>Owns</th></tr>"
             "<tr><td>billing</td><td>invoices, dunning</td></tr>"
             "<tr><td>identity</td><td>users, SSO</td></tr></tbody></table>"
+            # An image attached to another page: storage format names that page by title.
+            '<p>Where they sit:</p><ac:image ac:height="120"><ri:attachment ri:filename="system-context.png">'
+            '<ri:page ri:content-title="Architecture Overview" /></ri:attachment></ac:image>'
         ),
+    )
+    _attach(
+        wiki,
+        boundaries,
+        "service-owners.csv",
+        b"service,owner\nbilling,Team Ledger\nidentity,Team Gate\n",
+        _at(5),
     )
     # Labelled on its own as well: reached twice (label and tree), synced once.
     wiki.add_page(
@@ -144,7 +158,7 @@ def _seed_engineering(wiki: Wiki) -> None:
             + _code("python", 'def greet(name: str) -> str:\n    return f"Hello, {name} & welcome"')
         ),
     )
-    wiki.add_page(
+    release = wiki.add_page(
         "ENG",
         "How to cut a release",
         labels=[SINGLE, "howto", "release"],
@@ -152,8 +166,10 @@ def _seed_engineering(wiki: Wiki) -> None:
         body=(
             "<p>Releases leave <code>main</code> every second Tuesday.</p>"
             + _tasks(("Freeze main", False), ("Tag vX.Y.Z", False), ("Announce in #releases", False))
+            + '<p>Checklist: <ac:link><ri:attachment ri:filename="release-checklist.pdf" /></ac:link></p>'
         ),
     )
+    _attach(wiki, release, "release-checklist.pdf", sample_pdf("Release checklist v1"), _at(7))
     wiki.add_page(
         "ENG",
         "🚀 Release notes 2.4",
@@ -162,7 +178,8 @@ def _seed_engineering(wiki: Wiki) -> None:
         when=_at(8),
         body='<p>2.4 is out <ac:emoticon ac:name="smile" />: faster search, dark mode, and 42 fixes.</p>',
     )
-    wiki.add_page("ENG", "Team lunch planning", when=_at(9), body="<p>Pizza or ramen? Vote by Friday.</p>")
+    lunch = wiki.add_page("ENG", "Team lunch planning", when=_at(9), body="<p>Pizza or ramen? Vote by Friday.</p>")
+    _attach(wiki, lunch, "menu.pdf", sample_pdf("Pizza menu"), _at(9))  # its page is not synced, so neither is it
     # Labelled but in the trash: Confluence search no longer returns it.
     old = wiki.add_page(
         "ENG", "Old deployment guide", labels=[SINGLE], when=_at(1), body="<p>Superseded by the release guide.</p>"
@@ -171,7 +188,7 @@ def _seed_engineering(wiki: Wiki) -> None:
 
 
 def _seed_hr(wiki: Wiki) -> None:
-    wiki.add_page(
+    faq = wiki.add_page(
         "HR",
         "HR FAQ",
         labels=[SINGLE, "faq"],
@@ -181,6 +198,8 @@ def _seed_hr(wiki: Wiki) -> None:
             "<h2>Where do I report sick leave?</h2><p>In the HR portal before 10:00 &ndash; thanks!</p>"
         ),
     )
+    _attach(wiki, faq, "Urlaubsantrag (Vorlage).pdf", sample_pdf("Urlaubsantrag"), _at(10))
+    _attach(wiki, faq, "forms-archive.zip", b"PK\x05\x06" + bytes(18), _at(10))  # not an allowed type: skipped
     wiki.add_page(
         "HR",
         "Urlaubsregelung & Feiertage",
@@ -244,7 +263,7 @@ def _seed_operations(wiki: Wiki) -> None:
         when=_at(18),
         body="<h2>Who is on call?</h2><p>See the rota in PagerDuty; hand-over is Monday 09:00 CET.</p>",
     )
-    wiki.add_page(
+    rotation = wiki.add_page(
         "OPS",
         "How to rotate credentials",
         labels=[SINGLE, "howto", "security"],
@@ -254,6 +273,7 @@ def _seed_operations(wiki: Wiki) -> None:
             + _code("bash", "vault write -f auth/approle/role/ci/secret-id  # prints a new <secret_id>")
         ),
     )
+    _attach(wiki, rotation, "rotation-schedule.txt", b"Q1: CI\nQ2: databases\nQ3: SSO\nQ4: backups\n", _at(19))
     wiki.add_page("OPS", "Scratchpad", when=_at(20), body="<p>tmp notes &amp; half-baked ideas</p>")
 
 
@@ -269,13 +289,19 @@ def _seed_personal(wiki: Wiki) -> None:
     wiki.add_page("~jdoe", "Papers", parent_id=reading.id, when=_at(23), body="<p>Dynamo, Spanner, Raft.</p>")
 
 
+def _attach(wiki: Wiki, page: Page, filename: str, data: bytes, when: datetime) -> Attachment:
+    return wiki.add_attachment(page.id, filename, data, when=when)
+
+
 @dataclass(frozen=True)
 class DemoEdits:
-    """What `apply_demo_edits` changed: the next sync must update `updated` and delete `unlabelled`."""
+    """What `apply_demo_edits` changed: the next sync must update `updated` with a new version of its attachment
+    `new_version`, and delete `unlabelled` with its attachments."""
 
     updated: Page
     unlabelled: Page
     removed_label: str
+    new_version: Attachment
 
 
 def find_page(wiki: Wiki, space_key: str, title: str) -> Page:
@@ -293,6 +319,9 @@ def apply_demo_edits(wiki: Wiki) -> DemoEdits:
         updated.id,
         body=updated.body + "<p><strong>New:</strong> releases now also need a changelog entry ✍️.</p>",
     )
+    checklist = wiki.find_attachment(updated.id, "release-checklist.pdf")
+    assert checklist is not None
+    wiki.update_attachment(checklist.id, sample_pdf("Release checklist v2: changelog entry required"))
     unlabelled = find_page(wiki, "OPS", "How to rotate credentials")
     wiki.remove_label(unlabelled.id, SINGLE)
-    return DemoEdits(updated=updated, unlabelled=unlabelled, removed_label=SINGLE)
+    return DemoEdits(updated=updated, unlabelled=unlabelled, removed_label=SINGLE, new_version=checklist)

@@ -7,6 +7,7 @@ import re
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote as quote_path
 from urllib.parse import urlsplit
@@ -14,6 +15,13 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from confluence_pipeline.clients.attachment_wire import (
+    MalformedAttachment,
+    inline_attachments,
+    malformed,
+    v1_attachment,
+    v2_attachment,
+)
 from confluence_pipeline.clients.errors import RemoteHttpError, RemoteNotFound, UnexpectedResponse
 from confluence_pipeline.clients.oauth import ClientCredentialsAuth, ClientCredentialsTokens
 from confluence_pipeline.clients.ratelimit import RateLimiter
@@ -21,8 +29,8 @@ from confluence_pipeline.clients.transport import HttpApi, RequestCounter, Retry
 from confluence_pipeline.config.secrets import Scrubber, reveal
 from confluence_pipeline.config.settings import CloudSettings, OnPremSettings
 from confluence_pipeline.domain.batches import batched
-from confluence_pipeline.domain.cql import BODY_BATCH, ids_cql, quote
-from confluence_pipeline.domain.models import PageBody, PageRef, Platform, SpaceRef, SyncLabels
+from confluence_pipeline.domain.cql import BODY_BATCH, TITLE_BATCH, ids_cql, page_titles_cql, quote
+from confluence_pipeline.domain.models import AttachmentRef, PageBody, PageRef, Platform, SpaceRef, SyncLabels
 from confluence_pipeline.domain.ownership import content_mark
 from confluence_pipeline.domain.timefmt import to_utc_iso
 
@@ -39,6 +47,13 @@ SYNCABLE_TYPES = frozenset({"page", "blogpost"})
 _SHRINKABLE_STATUSES = frozenset({500, 502, 503, 504})
 _SEARCH_RETRY_STATUSES = frozenset({429, 502, 503, 504})
 _LIMIT_PARAM = re.compile(r"([?&]limit=)\d+")
+# Attachments arrive with their pages: their version is the one sub-expansion `children.attachment` needs
+# (`extensions` with media type and size, and `_links`, always come along).
+ATTACHMENT_EXPAND = ("children.attachment.version",)
+ATTACHMENT_PAGE_SIZE = 200  # DC caps listings with expansions at 200
+V2_ATTACHMENT_PAGE_SIZE = 250  # the v2 maximum
+DOWNLOAD_ROUTE = "GET attachment download"
+DOWNLOAD_CHUNK = 64 * 1024
 # Looking for the first visible match: one result first (the usual answer), then pages of PROBE_PAGE_SIZE. 25 is
 # below every DC cap (50 with bodies, 200 with other expansions, 1000 without), so an empty DC page spans exactly
 # that many rows.
@@ -167,9 +182,14 @@ class ConfluenceClient(ABC):
     ) -> Iterator[list[dict[str, Any]]]:
         return self._search_pages(cql, expand, limit)
 
+    @property
+    def attachment_expand(self) -> tuple[str, ...]:
+        """What page reads add to list each page's attachments: nothing unless attachments or images are on."""
+        return ATTACHMENT_EXPAND if self.settings.lists_attachments else ()
+
     def search_pages(self, cql: str) -> Iterator[list[PageRef]]:
         """Yield syncable pages/blog posts of a discovery-style CQL search, one result page at a time."""
-        for results in self.search(cql):
+        for results in self.search(cql, expand=(*DISCOVERY_EXPAND, *self.attachment_expand)):
             yield [ref for ref in (self.page_ref(item) for item in results) if ref is not None]
 
     def has_any(self, cql: str) -> bool:
@@ -232,7 +252,7 @@ class ConfluenceClient(ABC):
         if len(page_ids) > BODY_BATCH:
             raise ValueError(f"at most {BODY_BATCH} bodies per batch, got {len(page_ids)}")
         bodies: dict[str, PageBody] = {}
-        for results in self._search_pages(ids_cql(page_ids), BODY_EXPAND, BODY_BATCH):
+        for results in self._search_pages(ids_cql(page_ids), self._body_expand(), BODY_BATCH):
             for item in results:
                 body = self.page_body(item)
                 if body is not None:
@@ -246,7 +266,7 @@ class ConfluenceClient(ABC):
                 "GET",
                 f"{self.settings.api_root}/content/{page_id}",
                 route="GET content/{id}",
-                params={"expand": ",".join(BODY_EXPAND)},
+                params={"expand": ",".join(self._body_expand())},
             )
         except RemoteNotFound:
             return None
@@ -276,6 +296,13 @@ class ConfluenceClient(ABC):
             # Keys and partial keys are built from it; a non-numeric id would fail later, mid-plan.
             raise _malformed(f"content {content.id} has a non-numeric space id {space.id!r}")
         labels = tuple(sorted({sys.intern(label.name.lower()) for label in content.metadata.labels.results}))
+        try:
+            listed = inline_attachments(
+                item, page_id=content.id, web_base=self.settings.web_base, keep_download=self._keeps_download
+            )
+        except MalformedAttachment as exc:
+            raise _malformed(str(exc)) from exc
+        attachments, more = listed if listed is not None else ((), False)
         return PageRef(
             id=content.id,
             type=sys.intern(content.type),
@@ -285,6 +312,8 @@ class ConfluenceClient(ABC):
             updated_at=updated_at,
             web_url=self.web_url(item, content.id),
             labels=labels,
+            attachments=attachments,
+            more_attachments=more,
         )
 
     def page_body(self, item: dict[str, Any]) -> PageBody | None:
@@ -337,7 +366,8 @@ class ConfluenceClient(ABC):
         unlabelled: dict[str, tuple[PageRef, frozenset[str]]] = {}
         space_types = self.platform.syncable_space_types
         for batch in batched(list(dict.fromkeys(page_ids)), CONFIRM_BATCH):
-            for results in self._search_pages(ids_cql(batch), CONFIRM_EXPAND, CONFIRM_BATCH):
+            expand = (*CONFIRM_EXPAND, *self.attachment_expand)
+            for results in self._search_pages(ids_cql(batch), expand, CONFIRM_BATCH):
                 for item in results:
                     ref = self.page_ref(item)
                     if ref is None or ref.space.id != space_id or ref.space.type not in space_types:
@@ -363,6 +393,110 @@ class ConfluenceClient(ABC):
 
     def request_counts(self) -> dict[str, int]:
         return self.api.counter.snapshot()
+
+    # -- attachments --------------------------------------------------------------------------
+    _keeps_download = False  # DC downloads from `_links.download`; Cloud through the REST route
+
+    def _body_expand(self) -> tuple[str, ...]:
+        # Inlining images needs the page's own attachments next to its body.
+        return (*BODY_EXPAND, *self.attachment_expand) if self.settings.inline_images else BODY_EXPAND
+
+    @abstractmethod
+    def _list_attachments(self, page: PageRef) -> list[AttachmentRef]:
+        """Every current attachment of one page, by the platform's per-page listing."""
+
+    @abstractmethod
+    def _download_url(self, page_id: str, attachment: AttachmentRef) -> str:
+        """Where the bytes of this version of the attachment are served."""
+
+    def complete_attachments(self, page: PageRef) -> PageRef:
+        """`page` with all its attachments, listing them when its inline list was cut; unchanged otherwise.
+
+        A page that vanished or became hidden since it was read keeps its partial list, still marked partial,
+        so nothing is decided on a list known to be incomplete.
+        """
+        if not page.more_attachments:
+            return page
+        try:
+            listed = self._list_attachments(page)
+        except RemoteNotFound:
+            log.warning("Page %s vanished while its attachments were listed; its list stays partial", page.id)
+            return page
+        unique = {ref.id: ref for ref in listed}
+        return PageRef(
+            page.id,
+            page.type,
+            page.title,
+            page.space,
+            page.version,
+            page.updated_at,
+            page.web_url,
+            page.labels,
+            attachments=tuple(unique.values()),
+            more_attachments=False,
+        )
+
+    def pages_with_attachments(self, page_ids: Sequence[str]) -> dict[str, PageRef]:
+        """The pages among `page_ids` that are visible and current, each with all its attachments."""
+        found: dict[str, PageRef] = {}
+        expand = (*DISCOVERY_EXPAND, *ATTACHMENT_EXPAND)
+        for batch in batched(list(dict.fromkeys(page_ids)), CONFIRM_BATCH):
+            for results in self._search_pages(ids_cql(batch), expand, CONFIRM_BATCH):
+                for item in results:
+                    ref = self.page_ref(item)
+                    if ref is not None:
+                        found[ref.id] = self.complete_attachments(ref)
+        return found
+
+    def pages_by_title(self, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], PageRef]:
+        """Pages named by (space key, title), as storage format names them, each with all its attachments.
+
+        Keys are the pairs as Confluence compares them: space key and title case-folded.
+        """
+        found: dict[tuple[str, str], PageRef] = {}
+        expand = (*DISCOVERY_EXPAND, *ATTACHMENT_EXPAND)
+        wanted = sorted({(space.casefold(), title.casefold()): (space, title) for space, title in pairs}.values())
+        for batch in batched(wanted, TITLE_BATCH):
+            for results in self._search_pages(page_titles_cql(batch), expand, CONFIRM_BATCH):
+                for item in results:
+                    ref = self.page_ref(item)
+                    if ref is not None and ref.type == "page":
+                        found[(ref.space.key.casefold(), ref.title.casefold())] = self.complete_attachments(ref)
+        return found
+
+    @contextmanager
+    def download(self, page_id: str, attachment: AttachmentRef) -> Iterator[Iterator[bytes]]:
+        """The bytes of the attachment's listed version, streamed: open, read chunk by chunk, closed on exit.
+
+        Counted and paced like every Confluence request; Cloud's 302 to its media host is followed without
+        the credentials (httpx drops them on a redirect to another origin).
+        """
+        url = self._download_url(page_id, attachment)
+        with self.api.stream("GET", url, route=DOWNLOAD_ROUTE, headers={"Accept": "*/*"}) as response:
+            yield self.api.iter_body(response, route=DOWNLOAD_ROUTE, chunk_size=DOWNLOAD_CHUNK)
+
+    def _attachment_listing(
+        self, payload: Any, route: str, page: PageRef, *, v2: bool
+    ) -> tuple[list[AttachmentRef], Any]:
+        if not isinstance(payload, dict) or not isinstance(payload.get("results"), list):
+            raise malformed(f"the attachments of page {page.id} came without a results list", route)
+        refs: list[AttachmentRef] = []
+        try:
+            for item in payload["results"]:
+                if not isinstance(item, dict):
+                    raise MalformedAttachment(f"an attachment of page {page.id} is not a JSON object")
+                ref = (
+                    v2_attachment(item, page_id=page.id, web_base=self.settings.web_base)
+                    if v2
+                    else v1_attachment(
+                        item, page_id=page.id, web_base=self.settings.web_base, keep_download=self._keeps_download
+                    )
+                )
+                if ref is not None:
+                    refs.append(ref)
+        except MalformedAttachment as exc:
+            raise malformed(str(exc), route) from exc
+        return refs, (payload.get("_links") or {}).get("next")
 
     def close(self) -> None:
         self.api.close()
@@ -418,6 +552,34 @@ class OnPremConfluenceClient(ConfluenceClient):
 
     def web_url(self, content: dict[str, Any], page_id: str) -> str:
         return f"{self.settings.base_url}/pages/viewpage.action?pageId={page_id}"
+
+    _keeps_download = True
+
+    def _list_attachments(self, page: PageRef) -> list[AttachmentRef]:
+        # `child/attachment` pages like a search on DC: `next` may carry a wrong start and may follow the last
+        # row, so the offset is derived from what came back and an empty page ends the list.
+        route = "GET content/{id}/child/attachment"
+        url = f"{self.settings.api_root}/content/{page.id}/child/attachment"
+        refs: list[AttachmentRef] = []
+        start = 0
+        while True:
+            params = {"start": start, "limit": ATTACHMENT_PAGE_SIZE, "expand": "version"}
+            payload = self.api.json("GET", url, route=route, params=params)
+            found, next_link = self._attachment_listing(payload, route, page, v2=False)
+            refs.extend(found)
+            results = payload["results"]
+            if not results or not next_link:
+                return refs
+            start += len(results)
+
+    def _download_url(self, page_id: str, attachment: AttachmentRef) -> str:
+        # `_links.download` is relative to `_links.base`, which is the base URL with its context path.
+        if attachment.download:
+            return f"{self.settings.base_url}{attachment.download}"
+        return (
+            f"{self.settings.base_url}/download/attachments/{page_id}/{quote_path(attachment.title, safe='')}"
+            f"?version={attachment.version}&api=v2"
+        )
 
     def _instance_id(self) -> str:
         # Sent without credentials, asking for JSON: Confluence 10 answers XML otherwise.
@@ -488,6 +650,29 @@ class CloudConfluenceClient(ConfluenceClient):
             path = path[len("/wiki") :]
         return f"{self._api_prefix()}{path}"
 
+    def _list_attachments(self, page: PageRef) -> list[AttachmentRef]:
+        # The v1 continuation of `children.attachment` answers 410 Gone on Cloud: the v2 list replaces it.
+        route = "GET v2 attachments"
+        kind = "blogposts" if page.type == "blogpost" else "pages"
+        url = f"{self._api_prefix()}/api/v2/{kind}/{page.id}/attachments"
+        params: dict[str, Any] | None = {"limit": V2_ATTACHMENT_PAGE_SIZE}
+        refs: list[AttachmentRef] = []
+        while True:
+            payload = self.api.json("GET", url, route=route, params=params)
+            found, next_link = self._attachment_listing(payload, route, page, v2=True)
+            refs.extend(found)
+            if not payload["results"] or not next_link:
+                return refs
+            url, params = self._join_next(next_link), None  # the cursor is already in the link
+
+    def _download_url(self, page_id: str, attachment: AttachmentRef) -> str:
+        # `_links.download` refuses OAuth tokens on Cloud; this route works with every credential and
+        # answers with a redirect to the media host.
+        return (
+            f"{self.settings.api_root}/content/{page_id}/child/attachment/"
+            f"{quote_path(attachment.id, safe='')}/download?version={attachment.version}"
+        )
+
     def web_url(self, content: dict[str, Any], page_id: str) -> str:
         webui = (content.get("_links") or {}).get("webui")
         if isinstance(webui, str) and webui:
@@ -519,7 +704,7 @@ class CloudConfluenceClient(ConfluenceClient):
     def fetch_body(self, page_id: str) -> PageBody | None:
         # v1 single-content routes are deprecated on Cloud; read one page through CQL instead.
         bodies: dict[str, PageBody] = {}
-        for results in self._search_pages(ids_cql([page_id]), BODY_EXPAND, 1):
+        for results in self._search_pages(ids_cql([page_id]), self._body_expand(), 1):
             for item in results:
                 body = self.page_body(item)
                 if body is not None:

@@ -23,6 +23,11 @@ delete by id) is sent with `idempotent=False` and retried only when the server p
   `ReadError`, `WriteError`, `RemoteProtocolError`, ...), or HTTP 500, 502, 504 or another 5xx except 501/505;
 - as for every request: other statuses raise their usual error, a bad certificate or URL is never retried.
 The caller resolves an `OutcomeUnknown` by reading the state back, never by sending the mutation again.
+
+Streams (`HttpApi.stream`): files are moved without holding them. A streamed request is paced, counted and
+retried like any other until its headers arrive; its body is then read chunk by chunk (`iter_body`), and a
+failure there is a `RemoteUnavailable` the caller handles, since half a body cannot be retried in place. A
+streamed request body (an iterator) cannot be replayed, so such requests are sent once (`attempts=1`).
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ import ssl
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -55,7 +61,7 @@ from confluence_pipeline.clients.errors import (
 from confluence_pipeline.clients.proxies import ProxyRules
 from confluence_pipeline.clients.ratelimit import RateLimiter
 from confluence_pipeline.clients.tls import build_ssl_context
-from confluence_pipeline.config.secrets import Scrubber
+from confluence_pipeline.config.secrets import Scrubber, is_sensitive_header
 
 if TYPE_CHECKING:
     from httpx._client import UseClientDefault  # httpx's own annotation for its USE_CLIENT_DEFAULT sentinel
@@ -215,6 +221,10 @@ class HttpApi:
         # Runs after httpx applied auth, so credentials from any httpx.Auth are learnt before they can echo back.
         for name, value in request.headers.items():
             self.scrubber.add_header(name, value)
+        # Redirects carry credentials of their own in the URL (the signed token of Cloud's media host).
+        for name, value in request.url.params.multi_items():
+            if is_sensitive_header(name):
+                self.scrubber.add(value)
 
     # -- requests ----------------------------------------------------------------------------
     def request(
@@ -351,6 +361,99 @@ class HttpApi:
         except (ValueError, UnicodeDecodeError) as exc:
             detail = f"malformed JSON ({len(response.content)} bytes): {exc}"
             raise UnexpectedResponse(**error, status=status, detail=detail) from None
+
+    @contextmanager
+    def stream(
+        self,
+        method: str,
+        url: str,
+        *,
+        route: str,
+        params: Any = None,
+        headers: Mapping[str, str] | None = None,
+        content: Iterable[bytes] | None = None,
+        auth: httpx.Auth | UseClientDefault | None = USE_DEFAULT,
+        retry_statuses: frozenset[int] | None = None,
+        attempts: int | None = None,
+    ) -> Iterator[httpx.Response]:
+        """Send one request and yield its successful response before its body is read; close it afterwards.
+
+        Pacing, counting, redirects and retries (of the connection and of `retry_statuses`, up to `attempts`)
+        work as in `request`, and a non-2xx answer raises the same errors. Read the body with `iter_body`.
+        With `content` an iterator, pass `attempts=1` and a `Content-Length` header: an iterator is sent once,
+        and without a length httpx would send it chunked.
+        """
+        method = method.upper()
+        label = request_label(method, route)
+        statuses = self.retry.retry_statuses if retry_statuses is None else retry_statuses
+        for name, value in (headers or {}).items():
+            self.scrubber.add_header(name, value)
+        opened: list[httpx.Response] = []
+
+        def attempt() -> httpx.Response:
+            for stale in opened:  # a retried status: its body is not wanted
+                stale.close()
+            opened.clear()
+            self.limiter.acquire()
+            self.counter.add(route)
+            started = time.monotonic()
+            client = self._client
+            request = client.build_request(method, url, params=params, headers=headers, content=content)
+            try:
+                response = client.send(request, auth=auth, stream=True)
+            except httpx.HTTPError as exc:
+                self._log.debug("%s %s failed: %s", self.system, label, type(exc).__name__)
+                raise
+            opened.append(response)
+            elapsed_ms = (time.monotonic() - started) * 1000
+            self._log.debug("%s %s -> %d in %.0f ms (streaming)", self.system, label, response.status_code, elapsed_ms)
+            return response
+
+        retrying = Retrying(
+            stop=stop_after_attempt(max(1, self.retry.attempts if attempts is None else attempts)),
+            retry=retry_if_exception(_is_retryable_exception)
+            | retry_if_result(lambda response: response.status_code in statuses),
+            wait=self._wait,
+            sleep=self._sleep,
+            before_sleep=lambda state: self._before_retry(state, label),
+            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+        )
+        error = {"system": self.system, "method": method, "route": route}
+        try:
+            response: httpx.Response = retrying(attempt)
+        except httpx.TransportError as exc:
+            attempts_made = retrying.statistics.get("attempt_number")
+            raise RemoteUnavailable(**error, detail=self._describe_exception(exc), attempts=attempts_made) from None
+        except httpx.HTTPError as exc:
+            raise UnexpectedResponse(**error, detail=self._describe_exception(exc)) from None
+        try:
+            status = response.status_code
+            if not 200 <= status < 300:
+                with suppress(httpx.HTTPError):  # the status says enough; a cut error page adds no message
+                    response.read()
+                detail = self._server_message(response)
+                attempts_made = retrying.statistics.get("attempt_number")
+                if status in (401, 403):
+                    raise RemoteAuthError(**error, status=status, detail=detail)
+                if status == 404:
+                    raise RemoteNotFound(**error, status=status, detail=detail)
+                raise RemoteHttpError(**error, status=status, detail=detail, attempts=attempts_made)
+            yield response
+        finally:
+            response.close()
+
+    def iter_body(self, response: httpx.Response, *, route: str, chunk_size: int = 64 * 1024) -> Iterator[bytes]:
+        """The body of a streamed response, chunk by chunk; a broken body raises `RemoteUnavailable`."""
+        received = 0
+        try:
+            for chunk in response.iter_bytes(chunk_size):
+                received += len(chunk)
+                yield chunk
+        except httpx.HTTPError as exc:
+            detail = f"the body broke off after {received} bytes: {self._describe_exception(exc)}"
+            raise RemoteUnavailable(
+                system=self.system, method=response.request.method, route=route, detail=detail
+            ) from None
 
     def _wait(self, state: RetryCallState) -> float:
         outcome = state.outcome

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
@@ -337,6 +337,22 @@ class UniqueClient:
             auth=None,
             expect="any",
         )
+
+    def upload_stream(
+        self, registration: Registration, chunks: Iterable[bytes], byte_size: int, mime_type: str
+    ) -> None:
+        """PUT a file of `byte_size` bytes from `chunks` without holding it: the length is declared up front
+        (Azure Put Blob refuses chunked bodies with 411) and the body is sent once, never replayed."""
+        headers = {
+            "Content-Type": mime_type,
+            "Content-Length": str(byte_size),
+            "x-ms-blob-type": "BlockBlob",
+        }
+        if self.settings.auth_mode == "cluster_local":
+            headers.update(self.settings.headers)
+        url = self.upload_url(registration.write_url)
+        with self.api.stream("PUT", url, route="PUT upload", content=chunks, headers=headers, auth=None, attempts=1):
+            pass
 
     def finalize(self, spec: ContentSpec, registration: Registration) -> str:
         """Make the uploaded file the content's current version; returns the content id.

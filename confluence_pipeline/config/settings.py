@@ -28,6 +28,14 @@ from pydantic import (
 )
 
 from confluence_pipeline.config.secrets import Scrubber, Secret
+from confluence_pipeline.domain.attachments import (
+    DEFAULT_INLINE_IMAGE_MAX_BYTES,
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MIME_TYPES,
+    AttachmentPolicy,
+    parse_byte_size,
+    parse_media_types,
+)
 from confluence_pipeline.domain.models import Platform, Source, SyncLabels
 from confluence_pipeline.domain.scopes import validate_scope_template
 
@@ -180,6 +188,16 @@ def _lower(value: object) -> object:
     return value.strip().lower() if isinstance(value, str) else value
 
 
+def _media_types(value: object) -> frozenset[str]:
+    if isinstance(value, frozenset | set | list | tuple):
+        return parse_media_types([str(v) for v in value])
+    return parse_media_types(str(value))
+
+
+def _byte_size(value: object) -> int:
+    return parse_byte_size(value if isinstance(value, int) else str(value))
+
+
 Url = Annotated[str, BeforeValidator(_url)]
 PerMinute = Annotated[int | None, BeforeValidator(_per_minute)]
 Flag = Annotated[bool, BeforeValidator(_flag)]
@@ -191,6 +209,8 @@ Concurrency = Annotated[int, BeforeValidator(whole_number(1, MAX_CONCURRENCY))]
 ScopeTemplate = Annotated[str, BeforeValidator(_scope_template)]
 CloudId = Annotated[str, BeforeValidator(_cloud_id)]
 Scopes = Annotated[str, BeforeValidator(_scopes)]
+MediaTypes = Annotated[frozenset[str], BeforeValidator(_media_types)]
+ByteSize = Annotated[int, BeforeValidator(_byte_size)]
 
 
 # -- sections ---------------------------------------------------------------------------------------------
@@ -250,6 +270,14 @@ class _ConfluenceCommon(_RemoteSection):
     client_secret: Secret | None = Field(None, alias="CONFLUENCE_CLIENT_SECRET", repr=False)
     oauth_token_url: Url | None = Field(None, alias="CONFLUENCE_OAUTH_TOKEN_URL")
     oauth_scopes: Scopes | None = Field(None, alias="CONFLUENCE_OAUTH_SCOPES")
+    # What is read besides page bodies: attachments (off until an operator opts in) and inlined images.
+    attachments: Flag = Field(False, alias="CONFLUENCE_ATTACHMENTS")
+    attachment_mime_types: MediaTypes = Field(
+        default_factory=lambda: parse_media_types(DEFAULT_MIME_TYPES), alias="ATTACHMENT_MIME_TYPES"
+    )
+    attachment_max_bytes: ByteSize = Field(DEFAULT_MAX_BYTES, alias="ATTACHMENT_MAX_BYTES")
+    inline_images: Flag = Field(False, alias="INLINE_IMAGES")
+    inline_image_max_bytes: ByteSize = Field(DEFAULT_INLINE_IMAGE_MAX_BYTES, alias="INLINE_IMAGE_MAX_BYTES")
 
     @property
     def uses_oauth(self) -> bool:
@@ -259,6 +287,15 @@ class _ConfluenceCommon(_RemoteSection):
     @property
     def labels(self) -> SyncLabels:
         return SyncLabels(self.single_label, self.subtree_label)
+
+    @property
+    def attachment_policy(self) -> AttachmentPolicy:
+        return AttachmentPolicy(self.attachments, self.attachment_mime_types, self.attachment_max_bytes)
+
+    @property
+    def lists_attachments(self) -> bool:
+        """Whether pages are read with their attachments: for syncing them, or for the images bodies inline."""
+        return self.attachments or self.inline_images
 
     @property
     def source(self) -> Source:

@@ -107,3 +107,19 @@ def newest_labelled_cql(single_label: str, all_label: str, platform: Platform) -
 def newest_descendant_cql(ancestor_ids: Sequence[str]) -> str:
     """The descendants of the given pages, most recently modified first (callers batch by `ANCESTOR_BATCH`)."""
     return f"{descendants_cql(ancestor_ids)} {_NEWEST_FIRST}"
+
+
+TITLE_BATCH = 20
+"""(space, title) pairs per page-by-title query: each pair adds about 60 characters to the URL."""
+
+
+def page_titles_cql(pairs: Sequence[tuple[str, str]]) -> str:
+    """Pages by (space key, title), as storage format names the page an image is attached to."""
+    if isinstance(pairs, str | bytes) or not pairs:
+        raise ValueError(f"page titles must be a non-empty sequence of (space key, title) pairs, got {pairs!r}")
+    clauses = []
+    for space_key, title in pairs:
+        if not space_key or not title:
+            raise ValueError(f"a page is named by a space key and a title, got {(space_key, title)!r}")
+        clauses.append(f"(space = {quote(space_key)} AND title = {quote(title)})")
+    return f"type = page AND ({' OR '.join(clauses)})"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,7 +60,9 @@ def _unique_by_id(pages: Sequence[PageRef]) -> dict[str, PageRef]:
     return by_id
 
 
-def plan_space(space: SpaceRef, pages: Sequence[PageRef], diff: FileDiff) -> SpacePlan:
+def plan_space(
+    space: SpaceRef, pages: Sequence[PageRef], diff: FileDiff, *, other_keys: Collection[str] = ()
+) -> SpacePlan:
     """Partition the submitted pages by the diff and resolve deletions to full keys.
 
     - A key both new and updated is created once.
@@ -70,6 +72,7 @@ def plan_space(space: SpaceRef, pages: Sequence[PageRef], diff: FileDiff) -> Spa
     - A deleted key that was also submitted is never deleted here; `guards.check_space_diff` decides
       whether such a diff may proceed at all.
     - new/updated keys that were never submitted are reported in `ignored`, not acted on.
+    - `other_keys` are submitted keys that are not pages (attachments): planned elsewhere, never deleted here.
 
     Raises ValueError when a page belongs to another space or the server lists a deleted key that
     cannot be a relative key (empty or containing `/`).
@@ -78,13 +81,20 @@ def plan_space(space: SpaceRef, pages: Sequence[PageRef], diff: FileDiff) -> Spa
         if (page.space.id, page.space.key) != (space.id, space.key):
             raise ValueError(f"page {page.id} belongs to space {page.space.key!r}, not {space.key!r}")
     submitted = _unique_by_id(pages)
+    others = set(other_keys)
     new_keys = set(diff.new)
     updated_keys = (set(diff.updated) | set(diff.moved)) - new_keys
 
     to_create = tuple(page for page_id, page in submitted.items() if page_id in new_keys)
     to_update = tuple(page for page_id, page in submitted.items() if page_id in updated_keys)
-    ignored = tuple(dict.fromkeys(key for key in (*diff.new, *diff.updated, *diff.moved) if key not in submitted))
-    to_delete = tuple(dict.fromkeys(content_key(space, key) for key in diff.deleted if key not in submitted))
+    ignored = tuple(
+        dict.fromkeys(
+            key for key in (*diff.new, *diff.updated, *diff.moved) if key not in submitted and key not in others
+        )
+    )
+    to_delete = tuple(
+        dict.fromkeys(content_key(space, key) for key in diff.deleted if key not in submitted and key not in others)
+    )
     return SpacePlan(
         space=space,
         to_create=to_create,

@@ -67,11 +67,38 @@ class PageRef:
     updated_at: str
     web_url: str
     labels: tuple[str, ...]
+    # Current attachments when attachments or image inlining are on (empty otherwise); `more_attachments`
+    # says the inline list was cut at the platform's cap and the rest still has to be listed.
+    attachments: tuple[AttachmentRef, ...] = ()
+    more_attachments: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentRef:
+    """One current attachment of a page: what the diff, the download and the report need, never its bytes.
+
+    `updated_at` is the attachment's `version.when` in UTC (the file-diff's `updatedAt`); `download` is DC's
+    `_links.download` (relative to the base URL, empty on Cloud, which downloads through the REST route);
+    `web_url` is the attachment's human-facing link.
+    """
+
+    id: str
+    title: str
+    media_type: str
+    size: int
+    version: int
+    updated_at: str
+    download: str
+    web_url: str
 
 
 @dataclass(frozen=True, slots=True)
 class PageBody:
-    """A fetched storage body, at the version it was fetched."""
+    """A fetched storage body, at the version it was fetched.
+
+    `metadata` is added to the page's own metadata when it is uploaded (the images it inlined).
+    """
 
     page: PageRef
     storage: str
+    metadata: tuple[tuple[str, str], ...] = ()

@@ -47,6 +47,8 @@ def space_row(report: SpaceReport, requests: RequestTotals) -> dict[str, object]
         "space_key": report.space_key,
         "space_id": report.space_id,
         **report.counts(),
+        **report.attachment_counts(),
+        "bytes_moved": report.bytes_moved,
         "confluence_requests": sum(requests.confluence.values()),
         "unique_requests": sum(requests.unique.values()),
     }

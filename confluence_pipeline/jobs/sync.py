@@ -28,15 +28,18 @@ from confluence_pipeline.resources import (
 )
 from confluence_pipeline.sync import discovery
 from confluence_pipeline.sync.diffing import diff_space
+from confluence_pipeline.sync.images import ImageInliner
 from confluence_pipeline.sync.planning import plan_sync
 from confluence_pipeline.sync.progress import PageProgress
 from confluence_pipeline.sync.reports import (
     RequestTotals,
     SpaceReport,
     SyncTotals,
+    attachments_table,
     failure_description,
     merge_reports,
     per_space_table,
+    skipped_description,
 )
 from confluence_pipeline.sync.spaces import SpaceDiff, SpaceWork, write_space
 from confluence_pipeline.sync.targets import StoredSpace, TargetScopes
@@ -191,6 +194,12 @@ def diff_space_op(
     context.log.info(
         f"Diff {work.space.key}: {result.discovered} discovered, {len(result.to_create)} new, "
         f"{len(result.to_update)} updated, {result.unchanged} unchanged, {len(result.delete_ids)} to delete"
+        + (
+            f"; attachments: {result.attachments_discovered} discovered, {len(result.attachments_to_create)} new, "
+            f"{len(result.attachments_to_update)} updated, {result.attachments_skipped} skipped"
+            if result.attachments_discovered
+            else ""
+        )
         + "".join(f"; {note}" for note in result.notes)
         + (f"; GUARD: {result.guard}" if result.guard else "")
     )
@@ -201,6 +210,11 @@ def diff_space_op(
             "to_delete": len(result.delete_ids),
             "old_copies_to_replace": len(result.replaced_ids),
             "kept_after_confirmation": result.kept,
+            "attachments_new": len(result.attachments_to_create),
+            "attachments_updated": len(result.attachments_to_update),
+            "attachments_unchanged": result.attachments_unchanged,
+            "attachments_skipped": result.attachments_skipped,
+            "pages_with_changed_images": result.images_changed,
             "guard": result.guard or "",
             **meter.metadata(),
         }
@@ -229,7 +243,7 @@ def check_guards(
         )
     meter = StepRequests(unique=unique)
     test_mode = config.resolved_test_mode(sync_options)
-    needing_scope = [d.space for d in diffs if d.to_create or d.to_update]
+    needing_scope = [d.space for d in diffs if d.has_uploads]
     scope_ids: dict[str, str] = {}
     if needing_scope and not test_mode:
         try:
@@ -254,9 +268,13 @@ def ingest_and_delete(
     confluence: ConfluenceResource,
     unique: UniqueResource,
 ) -> SpaceReport:
-    """Upload new and updated pages of one space (bodies fetched in batches here), then delete stale ones."""
+    """Upload new and updated pages of one space (bodies fetched in batches here) and their attachments (streamed),
+    then delete stale items."""
     meter = StepRequests(confluence=confluence, unique=unique)
     settings = confluence.settings
+    images = (
+        ImageInliner(confluence.client, max_bytes=settings.inline_image_max_bytes) if settings.inline_images else None
+    )
     progress = PageProgress(f"Space {task.diff.space.key}", len(task.diff.to_create) + len(task.diff.to_update))
     report = write_space(
         task.diff,
@@ -267,15 +285,31 @@ def ingest_and_delete(
         source=settings.source,
         concurrency=unique.settings.concurrency,
         test_mode=task.test_mode,
+        images=images,
         progress=progress,
     )
     context.log.info(
         f"Space {report.space_key}: {report.new} new, {report.updated} updated, {report.deleted} deleted, "
         f"{report.failed} failed, {report.skipped} skipped"
+        + (
+            f"; attachments: {report.attachments_new} new, {report.attachments_updated} updated, "
+            f"{report.attachments_deleted} deleted, {report.attachments_failed} failed, "
+            f"{report.bytes_moved} bytes moved"
+            if report.attachments or report.attachments_deleted
+            else ""
+        )
         + (" (test mode: would-be counts)" if report.test_mode else "")
     )
     pace = {} if report.test_mode else progress.metadata()
-    context.add_output_metadata({**report.counts(), **pace, **meter.metadata()})
+    context.add_output_metadata(
+        {
+            **report.counts(),
+            **report.attachment_counts(),
+            "bytes_moved": report.bytes_moved,
+            **pace,
+            **meter.metadata(),
+        }
+    )
     return report
 
 
@@ -306,7 +340,7 @@ def summarize_sync(
     if len(totals.failures) > tolerance:
         raise dg.Failure(
             description=failure_description(totals.failures, tolerance),
-            metadata={**metadata, "failed_pages": ", ".join(f.page_id for f in totals.failures[:200])},
+            metadata={**metadata, "failed_pages": ", ".join(f.relative_key for f in totals.failures[:200])},
             allow_retries=False,
         )
     # Only a complete real sync that succeeded is observed: the instance's freshness means exactly that.
@@ -375,6 +409,13 @@ def _summary_metadata(
     totals: SyncTotals, requests: RequestTotals, merged: list[SpaceReport], test_mode: bool
 ) -> dict[str, Any]:
     metadata: dict[str, Any] = {f"total_{name}": count for name, count in totals.as_dict().items()}
+    metadata.update({f"total_{name}": count for name, count in totals.attachments_dict().items()})
+    metadata["attachment_bytes_moved"] = totals.bytes_moved
+    if any(totals.attachments_dict().values()):
+        metadata["attachments_per_space"] = dg.MetadataValue.md(attachments_table(merged))
+    if totals.skips:
+        skipped = skipped_description(totals.skips, totals.counts["attachments_skipped"])
+        metadata["skipped_attachments"] = dg.MetadataValue.md(skipped)
     metadata.update(
         {
             "spaces": totals.spaces,

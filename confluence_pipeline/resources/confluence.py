@@ -33,6 +33,11 @@ class ConfluenceResource(ClientResource):
     confluence_tokens_per_minute: str | None = variable("Requests per minute, retries included (0 = no cap)")
     ingest_single_label: str | None = variable("Label that syncs one page (default ai-ingest)")
     ingest_all_label: str | None = variable("Label that syncs a page and all below it (default ai-ingest-all)")
+    confluence_attachments: str | None = variable("true: sync the attachments of synced pages (default false)")
+    attachment_mime_types: str | None = variable("Comma-separated media types or names (pdf, docx, png, …) synced")
+    attachment_max_bytes: str | None = variable("Largest attachment synced: bytes or KB/MB/GB (default 200 MB)")
+    inline_images: str | None = variable("true: replace images in bodies by data: URIs (default false)")
+    inline_image_max_bytes: str | None = variable("Largest image inlined: bytes or KB/MB/GB (default 5 MB)")
     http_timeout_seconds: str | None = variable("Timeout of one request (default 60)")
     http_retry_after_max_seconds: str | None = variable("Longest Retry-After honoured (default 60)")
 

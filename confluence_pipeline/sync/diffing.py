@@ -5,7 +5,10 @@ Nothing here writes. Three rules keep deletes safe:
   existed) is adopted only when its space resolves in this Confluence and its key has this connector's
   form; items another instance marked are never touched.
 - **Confirmation.** A page the file-diff calls deleted is deleted only after a targeted query shows it left
-  the sync set (gone, trashed, moved, hidden, or neither labelled nor below a subtree-labelled page).
+  the sync set (gone, trashed, moved, hidden, or neither labelled nor below a subtree-labelled page). An
+  attachment goes with its page, or when its page's complete attachment list, read in this run, no longer
+  holds it or the policy no longer admits it (removed, replaced, type or size not allowed, attachments off);
+  a page whose list is incomplete keeps all its attachments.
 - **Identity.** A space is its id: an old prefix of a discovered space (key renamed, or the space re-created
   or restored under a new id) is replaced by the new one, and a vanished space is asked for by id.
 """
@@ -19,18 +22,32 @@ from dataclasses import replace
 from confluence_pipeline.clients.confluence import ConfluenceClient
 from confluence_pipeline.clients.errors import RemoteError
 from confluence_pipeline.clients.unique import ContentNode, UniqueClient
+from confluence_pipeline.domain.attachments import (
+    AttachmentItem,
+    AttachmentPlan,
+    AttachmentPolicy,
+    SkippedAttachment,
+    attachment_file_list,
+    is_attachment_key,
+    page_of_key,
+    plan_attachments,
+    select_attachments,
+)
 from confluence_pipeline.domain.cql import space_labelled_cql
-from confluence_pipeline.domain.diff import FileDiff, file_list, plan_space
+from confluence_pipeline.domain.diff import FileDiff, SpacePlan, file_list, plan_space
 from confluence_pipeline.domain.guards import GuardTripped, check_space_diff, should_clean_up_space
 from confluence_pipeline.domain.keys import parse_content_key, partial_key
-from confluence_pipeline.domain.models import Source, SpaceRef, SyncLabels
+from confluence_pipeline.domain.models import PageRef, Source, SpaceRef, SyncLabels
 from confluence_pipeline.domain.ownership import Ownership, ownership
+from confluence_pipeline.sync.attachments import complete_attachment_lists
+from confluence_pipeline.sync.images import pages_with_changed_images
 from confluence_pipeline.sync.spaces import SpaceDiff, SpaceWork
 from confluence_pipeline.sync.targets import StoredSpace
 
 log = logging.getLogger(__name__)
 
 Deletion = tuple[str, str]  # (stored key, content id)
+MAX_NAMED_SKIPS = 20  # skipped attachments named per space; the count covers them all
 
 
 def diff_space(
@@ -46,20 +63,35 @@ def diff_space(
     return _diff_discovered(work, confluence, unique, labels, source)
 
 
+def _diff_items(
+    unique: UniqueClient, space: SpaceRef, pages: list[PageRef], policy: AttachmentPolicy, source: Source
+) -> tuple[SpacePlan, list[AttachmentItem], list[SkippedAttachment], AttachmentPlan, FileDiff]:
+    """One file-diff of every page and admitted attachment of the space, and what it means for each."""
+    items, skipped = select_attachments(pages, policy)
+    diff = unique.file_diff(partial_key(space), file_list(pages) + attachment_file_list(items), source)
+    plan = plan_space(space, pages, diff, other_keys={item.key for item in items})
+    return plan, items, skipped, plan_attachments(items, diff), diff
+
+
 def _diff_discovered(
     work: SpaceWork, confluence: ConfluenceClient, unique: UniqueClient, labels: SyncLabels, source: Source
 ) -> SpaceDiff:
     space, pages = work.space, list(work.pages)
+    policy = confluence.settings.attachment_policy
     prefix = partial_key(space)
     notes: list[str] = []
-    diff = unique.file_diff(prefix, file_list(pages), source)
-    plan = plan_space(space, pages, diff)
+    plan, items, skipped, attached, diff = _diff_items(unique, space, pages, policy, source)
     # The server matches stored keys by substring and compares only their last segment, so its list may
     # name keys of other spaces or of nobody: only keys that exist exactly, and that are ours, count.
-    candidates = _owned(unique.nodes_for_keys(plan.to_delete).values(), work.mark, adopt_unmarked=True, notes=notes)
-    missing = sorted({_page_id(key) for key, _ in candidates})
+    nodes = unique.nodes_for_keys(plan.to_delete)
+    candidates = _owned(nodes.values(), work.mark, adopt_unmarked=True, notes=notes)
+    # Pages missing from discovery are confirmed, with attachments the diff dropped whose page is missing too.
+    discovered = {page.id for page in pages}
+    missing = sorted({page_of_key(key) for key, _ in candidates} - discovered)
     kept = confluence.pages_still_synced(missing, space.id, labels) if missing else {}
     if kept:
+        if confluence.settings.lists_attachments:
+            kept, _ = complete_attachment_lists(confluence, kept)
         # Offset paging may have let these slip out of discovery: they stay, and a second diff says whether
         # they changed (the file-diff needs every item of the space at once).
         notes.append(f"{len(kept)} page(s) missing from discovery are still labelled or below a labelled page: kept")
@@ -68,10 +100,33 @@ def _diff_discovered(
             space.key,
             ", ".join(sorted(kept)[:20]),
         )
-        pages += [page for page in kept.values() if page.id not in {p.id for p in pages}]
-        diff = unique.file_diff(prefix, file_list(pages), source)
-        plan = plan_space(space, pages, diff)
-    deletions = tuple(sorted((key, cid) for key, cid in candidates if _page_id(key) not in kept))
+        pages += [page for page in kept.values() if page.id not in discovered]
+        plan, items, skipped, attached, diff = _diff_items(unique, space, pages, policy, source)
+    page_ids = {page.id for page in pages}
+    submitted = page_ids | {item.key for item in items}
+    partial = {page.id for page in pages if page.more_attachments}
+    deletions: list[Deletion] = []
+    for key, cid in candidates:
+        relative = key.rsplit("/", 1)[-1]
+        if relative in submitted:
+            continue
+        if is_attachment_key(relative) and page_of_key(relative) in page_ids:
+            if page_of_key(relative) in partial:
+                continue  # its page's attachment list is incomplete: no decision on it this run
+            if not policy.enabled and ownership(nodes[key].metadata, work.mark) is not Ownership.OURS:
+                continue  # not ours to remove while attachments are off: it did not come from this connector
+        deletions.append((key, cid))
+    if partial:
+        notes.append(f"{len(partial)} page(s) could not list all their attachments: their attachments are kept")
+    forced: set[str] = set()
+    if confluence.settings.inline_images:
+        changing = {page.id for page in (*plan.to_create, *plan.to_update)}
+        try:
+            forced = pages_with_changed_images(confluence, unique, prefix, pages, changing)
+        except RemoteError as exc:
+            notes.append(f"checking inlined images failed ({exc}); pages with changed images wait for the next run")
+        if forced:
+            notes.append(f"{len(forced)} unchanged page(s) re-ingested: an image they inline changed")
     if plan.ignored:
         notes.append(f"file-diff named {len(plan.ignored)} keys that were not submitted; ignored")
     replaced: list[Deletion] = []
@@ -80,13 +135,13 @@ def _diff_discovered(
         old_replaced, old_cleaned = _predecessor(space, old, confluence, unique, labels, work.mark, notes)
         replaced += old_replaced
         cleaned += old_cleaned
-    submitted = {page.id for page in pages}
     guard_diff = FileDiff(
         new=diff.new,
         updated=diff.updated,
         deleted=tuple(key.rsplit("/", 1)[-1] for key, _ in deletions)
         + tuple(k for k in diff.deleted if k in submitted),
     )
+    to_update = (*(page.id for page in plan.to_update), *sorted(forced))
     guard = None
     try:
         check_space_diff(space.key, submitted, guard_diff, work.stored_count)
@@ -96,15 +151,22 @@ def _diff_discovered(
         space=space,
         discovered=len(pages),
         to_create=tuple(page.id for page in plan.to_create),
-        to_update=tuple(page.id for page in plan.to_update),
-        unchanged=plan.unchanged,
-        delete_ids=deletions + tuple(sorted(cleaned)),
+        to_update=to_update,
+        unchanged=plan.unchanged - len(forced),
+        delete_ids=tuple(sorted(deletions)) + tuple(sorted(cleaned)),
         replaced_ids=tuple(sorted(replaced)),
         kept=len(kept),
         guard=guard,
         notes=tuple(notes),
         mark=work.mark,
         mapping_key=work.mapping_key,
+        attachments_to_create=attached.to_create,
+        attachments_to_update=attached.to_update,
+        attachments_discovered=len(items) + len(skipped),
+        attachments_unchanged=attached.unchanged,
+        attachments_skipped=len(skipped),
+        attachment_skips=tuple(skip.line() for skip in skipped[:MAX_NAMED_SKIPS]),
+        images_changed=len(forced),
     )
 
 
@@ -201,7 +263,3 @@ def _owned(nodes: Iterable[ContentNode], mark: str, *, adopt_unmarked: bool, not
     if unadopted:
         notes.append(f"{unadopted} unmarked item(s) not provably from this Confluence: left alone")
     return owned
-
-
-def _page_id(key: str) -> str:
-    return key.rsplit("/", 1)[-1].split("::", 1)[0]

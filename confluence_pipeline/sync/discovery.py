@@ -9,6 +9,7 @@ from confluence_pipeline.clients.confluence import ConfluenceClient
 from confluence_pipeline.domain.batches import batched
 from confluence_pipeline.domain.cql import ANCESTOR_BATCH, descendants_cql, discovery_cql
 from confluence_pipeline.domain.models import PageRef, SyncLabels
+from confluence_pipeline.sync.attachments import complete_attachment_lists
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,11 @@ def discover_labelled(
 def expand_descendants(
     client: ConfluenceClient, roots: Iterable[str], known: dict[str, PageRef], *, only_spaces: Collection[str] = ()
 ) -> tuple[dict[str, PageRef], int]:
-    """Add every descendant of `roots` (any depth) to a copy of `known`; returns it and the count added."""
+    """Add every descendant of `roots` (any depth) to a copy of `known`; returns it and the count added.
+
+    Attachments arrive with the pages; the pages whose inline attachment list was cut are then listed in
+    full, so every page leaves discovery with all its current attachments.
+    """
     space_types = client.platform.syncable_space_types
     pages = dict(known)
     added = 0
@@ -54,6 +59,9 @@ def expand_descendants(
                     continue
                 pages[page.id] = page
                 added += 1
+    pages, listed = complete_attachment_lists(client, pages)
+    if listed:
+        log.info("Listed the attachments of %d pages with more than the inline list holds", listed)
     return pages, added
 
 

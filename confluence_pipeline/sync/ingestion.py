@@ -7,6 +7,8 @@ from collections import deque
 from collections.abc import Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
 from confluence_pipeline.clients.confluence import ConfluenceClient
 from confluence_pipeline.clients.errors import RemoteError
@@ -16,6 +18,7 @@ from confluence_pipeline.domain.cql import BODY_BATCH
 from confluence_pipeline.domain.keys import content_key
 from confluence_pipeline.domain.metadata import content_metadata
 from confluence_pipeline.domain.models import PageBody, Source, SpaceRef
+from confluence_pipeline.sync.images import ImageInliner
 from confluence_pipeline.sync.progress import PageProgress
 from confluence_pipeline.sync.reports import PageFailure
 
@@ -125,7 +128,7 @@ def _ingest_one(
         title=page.title,
         url=page.web_url,
         byte_size=len(data),
-        metadata=content_metadata(page, sync_labels, mark),
+        metadata={**content_metadata(page, sync_labels, mark), **dict(body.metadata)},
         scope_id=scope_id,
         source=source,
         updated_at=page.updated_at,  # the version fetched with this body, which is the one uploaded
@@ -145,6 +148,11 @@ def _ingest_one(
         # Content that existed before keeps its id (registration upserts by key), so deleting it would
         # remove a readable previous version, or content another source wrote under this key.
         raise _PageFailed(stage, str(exc)) from exc
+
+
+def _ingest_with_images(images: ImageInliner, unique: UniqueClient, space: SpaceRef, body: PageBody, **kw: Any) -> None:
+    with images.page(body) as inlined:
+        _ingest_one(unique, space, inlined, **kw)
 
 
 def _remove_registration(unique: UniqueClient, page_id: str, content_id: str) -> None:
@@ -170,13 +178,15 @@ def ingest_pages(
     source: Source,
     mark: str,
     concurrency: int,
+    images: ImageInliner | None = None,
     progress: PageProgress | None = None,
 ) -> IngestOutcome:
     """Ingest the pages `page_ids`; at most two batches of bodies are held at once.
 
     While the workers upload one batch, the next is fetched and queued behind it, so no worker waits at a
-    batch boundary; the oldest batch is collected before a third is fetched, which bounds the memory.
-    `progress` (by default one of its own) logs how far the space got at regular intervals.
+    batch boundary; the oldest batch is collected before a third is fetched, which bounds the memory. With
+    `images`, each body's images are inlined by the worker that uploads it. `progress` (by default one of its
+    own) logs how far the space got at regular intervals.
     """
     outcome = IngestOutcome()
     progress = progress or PageProgress(f"Space {space.key}", len(page_ids))
@@ -188,13 +198,16 @@ def ingest_pages(
             bodies, existing = _existing_keys(
                 unique, space, _fetch_batch(confluence, space, batch, outcome), new_ids, outcome
             )
+            if images is not None:
+                images.prepare(bodies)
+            ingest: Any = _ingest_one if images is None else partial(_ingest_with_images, images)
             progress.advance(len(batch) - len(bodies))  # failed or gone before their upload
             in_flight.append(
                 [
                     (
                         body,
                         pool.submit(
-                            progress.counted(_ingest_one),
+                            progress.counted(ingest),
                             unique,
                             space,
                             body,

@@ -8,18 +8,48 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 COUNT_FIELDS = ("discovered", "new", "updated", "unchanged", "deleted", "failed", "skipped")
+ATTACHMENT_COUNT_FIELDS = (
+    "attachments",
+    "attachments_new",
+    "attachments_updated",
+    "attachments_unchanged",
+    "attachments_deleted",
+    "attachments_failed",
+    "attachments_skipped",
+)
+"""Attachment counts, beside the page counts: `attachments` is how many current attachments synced pages have."""
 MAX_LISTED_FAILURES = 50
+MAX_LISTED_SKIPS = 50
 
 
 @dataclass(frozen=True)
 class PageFailure:
+    """A page, or one attachment of it (`attachment_id` set), that failed; counts against SYNC_FAILURE_TOLERANCE."""
+
     page_id: str
     space_key: str
-    stage: str  # "fetch", "register", "upload", "finalize", "delete"
+    stage: str  # "fetch", "register", "download", "upload", "finalize", "delete"
     reason: str
+    attachment_id: str | None = None
+    filename: str = ""
+
+    @property
+    def relative_key(self) -> str:
+        return self.page_id if self.attachment_id is None else f"{self.page_id}::{self.attachment_id}"
 
     def line(self) -> str:
+        if self.attachment_id is not None:
+            what = f"attachment {self.filename or self.attachment_id} ({self.attachment_id}) of page {self.page_id}"
+            return f"{what} in space {self.space_key} failed at {self.stage}: {self.reason}"
         return f"page {self.page_id} in space {self.space_key} failed at {self.stage}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Skip:
+    """An attachment the policy left out, as the report names it."""
+
+    space_key: str
+    line: str
 
 
 @dataclass
@@ -39,9 +69,21 @@ class SpaceReport:
     cleaned_up: bool = False
     mapping_key: str = ""
     failures: list[PageFailure] = field(default_factory=list)
+    attachments: int = 0
+    attachments_new: int = 0
+    attachments_updated: int = 0
+    attachments_unchanged: int = 0
+    attachments_deleted: int = 0
+    attachments_failed: int = 0
+    attachments_skipped: int = 0
+    skipped_attachments: list[str] = field(default_factory=list)  # "file (id) on page N: reason", capped
+    bytes_moved: int = 0  # attachment bytes streamed from Confluence to Unique
 
     def counts(self) -> dict[str, int]:
         return {name: int(getattr(self, name)) for name in COUNT_FIELDS}
+
+    def attachment_counts(self) -> dict[str, int]:
+        return {name: int(getattr(self, name)) for name in ATTACHMENT_COUNT_FIELDS}
 
 
 class DiffSummary(Protocol):
@@ -55,6 +97,14 @@ class DiffSummary(Protocol):
     def skipped(self) -> int: ...
     @property
     def mapping_key(self) -> str: ...
+    @property
+    def attachments_discovered(self) -> int: ...
+    @property
+    def attachments_unchanged(self) -> int: ...
+    @property
+    def attachment_skips(self) -> tuple[str, ...]: ...
+    @property
+    def attachments_skipped(self) -> int: ...
 
 
 def merge_reports(
@@ -77,6 +127,10 @@ def merge_reports(
                 skipped=diff.skipped,
                 test_mode=test_mode,
                 mapping_key=diff.mapping_key,
+                attachments=diff.attachments_discovered,
+                attachments_unchanged=diff.attachments_unchanged,
+                attachments_skipped=diff.attachments_skipped,
+                skipped_attachments=list(diff.attachment_skips),
             )
         merged.append(report)
     return merged
@@ -104,6 +158,8 @@ class SyncTotals:
     spaces: int = 0
     counts: Counter[str] = field(default_factory=Counter)
     failures: list[PageFailure] = field(default_factory=list)
+    skips: list[Skip] = field(default_factory=list)
+    bytes_moved: int = 0
 
     @classmethod
     def of(cls, reports: Iterable[SpaceReport]) -> SyncTotals:
@@ -111,11 +167,17 @@ class SyncTotals:
         for report in reports:
             totals.spaces += 1
             totals.counts.update(report.counts())
+            totals.counts.update(report.attachment_counts())
             totals.failures.extend(report.failures)
+            totals.skips.extend(Skip(report.space_key, line) for line in report.skipped_attachments)
+            totals.bytes_moved += report.bytes_moved
         return totals
 
     def as_dict(self) -> dict[str, int]:
         return {name: self.counts.get(name, 0) for name in COUNT_FIELDS}
+
+    def attachments_dict(self) -> dict[str, int]:
+        return {name: self.counts.get(name, 0) for name in ATTACHMENT_COUNT_FIELDS}
 
 
 def per_space_table(reports: Sequence[SpaceReport]) -> str:
@@ -125,10 +187,39 @@ def per_space_table(reports: Sequence[SpaceReport]) -> str:
     return header + rows
 
 
+def attachments_table(reports: Sequence[SpaceReport]) -> str:
+    """A Markdown table of every space's attachment counts."""
+    header = (
+        "| space | "
+        + " | ".join(ATTACHMENT_COUNT_FIELDS)
+        + " |\n|"
+        + "---|" * (len(ATTACHMENT_COUNT_FIELDS) + 1)
+        + "\n"
+    )
+    rows = "".join(
+        f"| {r.space_key} | " + " | ".join(str(v) for v in r.attachment_counts().values()) + " |\n" for r in reports
+    )
+    return header + rows
+
+
+def skipped_description(skips: Sequence[Skip], total: int) -> str:
+    """The skipped attachments with their reasons, as a Markdown list: the first that were named, of `total`."""
+    shown = skips[:MAX_LISTED_SKIPS]
+    lines = "\n".join(f"- {skip.space_key}: {skip.line}" for skip in shown)
+    return lines + (f"\n- … and {total - len(shown)} more" if total > len(shown) else "")
+
+
 def failure_description(failures: Sequence[PageFailure], tolerance: int) -> str:
     shown = "\n".join(f"- {f.line()}" for f in failures[:MAX_LISTED_FAILURES])
     more = f"\n… and {len(failures) - MAX_LISTED_FAILURES} more" if len(failures) > MAX_LISTED_FAILURES else ""
+    pages = sum(1 for f in failures if f.attachment_id is None)
+    attachments = len(failures) - pages
+    parts = [
+        f"{pages} page(s)" if pages or not attachments else "",
+        f"{attachments} attachment(s)" if attachments else "",
+    ]
+    what = " and ".join(part for part in parts if part)
     return (
-        f"{len(failures)} page(s) failed, more than SYNC_FAILURE_TOLERANCE={tolerance} allows "
-        f"(every other page was synced):\n{shown}{more}"
+        f"{what} failed, more than SYNC_FAILURE_TOLERANCE={tolerance} allows "
+        f"(everything else was synced):\n{shown}{more}"
     )

@@ -1,4 +1,4 @@
-"""The per-space units of the sync, and its write stage: ingest new and updated pages, then delete."""
+"""The per-space units of the sync, and its write stage: ingest new and updated pages and attachments, then delete."""
 
 from __future__ import annotations
 
@@ -9,8 +9,11 @@ from dataclasses import dataclass, field
 from confluence_pipeline.clients.confluence import ConfluenceClient
 from confluence_pipeline.clients.errors import RemoteError
 from confluence_pipeline.clients.unique import UniqueClient
+from confluence_pipeline.domain.attachments import AttachmentItem, is_attachment_key, page_of_key
 from confluence_pipeline.domain.guards import GuardTripped
 from confluence_pipeline.domain.models import PageRef, Source, SpaceRef, SyncLabels
+from confluence_pipeline.sync.attachments import ingest_attachments
+from confluence_pipeline.sync.images import ImageInliner
 from confluence_pipeline.sync.ingestion import ingest_pages
 from confluence_pipeline.sync.progress import PageProgress
 from confluence_pipeline.sync.reports import PageFailure, SpaceReport
@@ -53,10 +56,30 @@ class SpaceDiff:
     notes: tuple[str, ...] = field(default=())
     mark: str = ""
     mapping_key: str = ""
+    # Attachments: what to upload (small references, never bytes), how many were seen, left alone or skipped.
+    attachments_to_create: tuple[AttachmentItem, ...] = ()
+    attachments_to_update: tuple[AttachmentItem, ...] = ()
+    attachments_discovered: int = 0
+    attachments_unchanged: int = 0
+    attachments_skipped: int = 0
+    attachment_skips: tuple[str, ...] = ()  # the first of them, named with their reason
+    images_changed: int = 0  # pages re-ingested although unchanged: an image they inline changed
 
     @property
     def has_writes(self) -> bool:
-        return bool(self.to_create or self.to_update or self.delete_ids or self.replaced_ids)
+        return bool(
+            self.to_create
+            or self.to_update
+            or self.delete_ids
+            or self.replaced_ids
+            or self.attachments_to_create
+            or self.attachments_to_update
+        )
+
+    @property
+    def has_uploads(self) -> bool:
+        """Whether anything is uploaded (and so needs a target scope)."""
+        return bool(self.to_create or self.to_update or self.attachments_to_create or self.attachments_to_update)
 
 
 def write_space(
@@ -69,9 +92,11 @@ def write_space(
     source: Source,
     concurrency: int,
     test_mode: bool,
+    images: ImageInliner | None = None,
     progress: PageProgress | None = None,
 ) -> SpaceReport:
-    """Ingest new and updated pages, then delete stale ones. In test mode only count."""
+    """Ingest new and updated pages (inlining their images with `images`), then attachments, then delete stale
+    items. In test mode only count."""
     report = SpaceReport(
         space_key=diff.space.key,
         space_id=diff.space.id,
@@ -81,17 +106,24 @@ def write_space(
         test_mode=test_mode,
         cleaned_up=diff.discovered == 0 and bool(diff.delete_ids),
         mapping_key=diff.mapping_key,
+        attachments=diff.attachments_discovered,
+        attachments_unchanged=diff.attachments_unchanged,
+        attachments_skipped=diff.attachments_skipped,
+        skipped_attachments=list(diff.attachment_skips),
     )
     if diff.guard is not None:
         raise GuardTripped("full-deletion", diff.space.key, diff.guard)  # the ops never get here; belt and braces
     if test_mode:
         report.new, report.updated = len(diff.to_create), len(diff.to_update)
-        report.deleted = len(diff.delete_ids) + len(diff.replaced_ids)
+        report.attachments_new = len(diff.attachments_to_create)
+        report.attachments_updated = len(diff.attachments_to_update)
+        _count_deleted(report, [key for key, _ in (*diff.delete_ids, *diff.replaced_ids)])
         return report
+    if diff.has_uploads and scope_id is None:
+        raise ValueError(f"space {diff.space.key} has content to ingest but no target scope")
     page_ids = [*diff.to_create, *diff.to_update]
     if page_ids:
-        if scope_id is None:
-            raise ValueError(f"space {diff.space.key} has pages to ingest but no target scope")
+        assert scope_id is not None
         outcome = ingest_pages(
             confluence,
             unique,
@@ -103,44 +135,75 @@ def write_space(
             source=source,
             mark=diff.mark,
             concurrency=concurrency,
+            images=images,
             progress=progress,
         )
         report.new, report.updated = outcome.created, outcome.updated
         report.skipped += outcome.skipped
         report.failures.extend(outcome.failures)
+    items = [*diff.attachments_to_create, *diff.attachments_to_update]
+    if items:
+        assert scope_id is not None
+        attached = ingest_attachments(
+            confluence,
+            unique,
+            space=diff.space,
+            items=items,
+            new_keys={item.key for item in diff.attachments_to_create},
+            scope_id=scope_id,
+            source=source,
+            mark=diff.mark,
+            concurrency=concurrency,
+        )
+        report.attachments_new, report.attachments_updated = attached.created, attached.updated
+        report.bytes_moved = attached.bytes_moved
+        report.failures.extend(attached.failures)
     if diff.delete_ids:
         deleted, failures = delete_content(unique, diff.space.key, diff.delete_ids)
-        report.deleted += deleted
+        _count_deleted(report, deleted)
         report.failures.extend(failures)
     if diff.replaced_ids:
-        # An old copy goes only once its page is stored under the new prefix: a page that failed keeps it.
-        failed = {f.page_id for f in report.failures}
-        replaced = [(key, cid) for key, cid in diff.replaced_ids if _page_of(key) not in failed]
+        # An old copy goes only once its item is stored under the new prefix: an item that failed keeps it.
+        failed = {f.relative_key for f in report.failures}
+        replaced = [(key, cid) for key, cid in diff.replaced_ids if _relative(key) not in failed]
         deleted, failures = delete_content(unique, diff.space.key, replaced)
-        report.deleted += deleted
+        _count_deleted(report, deleted)
         report.failures.extend(failures)
-    report.failed = len(report.failures)
+    report.failed = sum(1 for f in report.failures if f.attachment_id is None)
+    report.attachments_failed = len(report.failures) - report.failed
     return report
+
+
+def _count_deleted(report: SpaceReport, keys: Sequence[str]) -> None:
+    attachments = sum(1 for key in keys if is_attachment_key(_relative(key)))
+    report.attachments_deleted += attachments
+    report.deleted += len(keys) - attachments
 
 
 def delete_content(
     unique: UniqueClient, space_key: str, delete_ids: Sequence[tuple[str, str]]
-) -> tuple[int, list[PageFailure]]:
-    """Delete by id; ids Unique does not confirm are failures naming their page."""
+) -> tuple[list[str], list[PageFailure]]:
+    """Delete by id; returns the keys deleted, and failures (naming page and attachment) for ids not confirmed."""
     try:
         confirmed = set(unique.delete([content_id for _, content_id in delete_ids]))
     except RemoteError as exc:
         log.error("Deleting %d items of space %s failed: %s", len(delete_ids), space_key, exc)
-        return 0, [PageFailure(_page_of(key), space_key, "delete", str(exc)) for key, _ in delete_ids]
+        return [], [_delete_failure(key, space_key, str(exc)) for key, _ in delete_ids]
     failures = [
-        PageFailure(_page_of(key), space_key, "delete", "Unique did not confirm the deletion")
+        _delete_failure(key, space_key, "Unique did not confirm the deletion")
         for key, content_id in delete_ids
         if content_id not in confirmed
     ]
     for failure in failures:
         log.error("%s", failure.line())
-    return len(delete_ids) - len(failures), failures
+    return [key for key, content_id in delete_ids if content_id in confirmed], failures
 
 
-def _page_of(key: str) -> str:
-    return key.rsplit("/", 1)[-1].split("::", 1)[0]
+def _delete_failure(key: str, space_key: str, reason: str) -> PageFailure:
+    relative = _relative(key)
+    attachment_id = relative.split("::", 1)[1] if is_attachment_key(relative) else None
+    return PageFailure(page_of_key(key), space_key, "delete", reason, attachment_id=attachment_id)
+
+
+def _relative(key: str) -> str:
+    return key.rsplit("/", 1)[-1]

@@ -162,6 +162,27 @@ def _zitadel_401_echo(box: Sandbox) -> None:
     box.unique.faults.add(r"/oauth/v2/token$", fault, times=None, when=when)
 
 
+MEDIA_TOKENS: list[str] = []  # the signed download tokens Cloud's media host saw, and echoed back
+
+
+def _media_host_echoing_its_token(box: Sandbox) -> None:
+    """A failing download whose error repeats the signed URL and the token it carried."""
+    box.set_env(CONFLUENCE_ATTACHMENTS="true")
+    page = next(iter(box.confluence.wiki))
+    box.confluence.wiki.add_attachment(page.id, "spec.pdf", b"%PDF secret file")
+    fault = Fault(500, dict(JSON), b"")
+
+    def when(request: Request) -> bool:
+        token = request.param("token") or ""
+        MEDIA_TOKENS.append(token)
+        ECHOED.append(token)
+        fault.body = json.dumps({"error": {"title": f"bad {request.raw_target} token={token} / {token}"}}).encode()
+        return True
+
+    assert box.confluence.media is not None
+    box.confluence.media.faults.add(r"/binary$", fault, times=None, when=when)
+
+
 BASIC = {"CONFLUENCE_PAT": None, "CONFLUENCE_USERNAME": USERNAME, "CONFLUENCE_PASSWORD": PASSWORD}
 CASES = {
     "onprem-pat-normal-run": Case("ONPREM", {}, _nothing),
@@ -192,6 +213,7 @@ CASES = {
     "cloud-oauth-401-echoing-bearer-token": Case(
         "CLOUD", {}, _confluence_401_echo, "HTTP 401", False, oauth=True, oauth_tokens=2
     ),
+    "media-host-500-echoing-its-download-token": Case("CLOUD", {}, _media_host_echoing_its_token, "failed at download"),
 }
 ECHOING = (
     _confluence_401_echo,
@@ -199,6 +221,7 @@ ECHOING = (
     _file_diff_400_echo,
     _zitadel_401_echo,
     _oauth_token_401_echo,
+    _media_host_echoing_its_token,
 )
 
 
@@ -226,6 +249,7 @@ def test_no_secret_reaches_output_logs_errors_or_dagster_home(
     for n in range(3):
         box.confluence.wiki.add_page("ENG", f"Page {n}", labels=["ai-ingest"])
     ECHOED.clear()
+    MEDIA_TOKENS.clear()
     case.arm(box)
 
     result = confluence_sync.execute_in_process(
@@ -242,7 +266,7 @@ def test_no_secret_reaches_output_logs_errors_or_dagster_home(
     assert bool(ECHOED) is (case.arm in ECHOING) and all(ECHOED)  # the servers did send credentials back
     if case.arm is _oauth_token_401_echo:
         assert all(OAUTH_CLIENT_ID in echoed for echoed in ECHOED)  # the token request's body came back
-    secrets = STATIC_SECRETS + tokens + oauth_tokens
+    secrets = STATIC_SECRETS + tokens + oauth_tokens + MEDIA_TOKENS
     alert = _alert_text(box, result)
     captured = capfd.readouterr()
     output = captured.out + captured.err
