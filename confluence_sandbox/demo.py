@@ -132,6 +132,17 @@ class Sandbox:
         return env
 
 
+def sandbox_unique(port: int = 0) -> UniqueEmulator:
+    """The sandbox's Unique: external auth with the sandbox's Zitadel client."""
+    return UniqueEmulator(
+        client_id=SANDBOX_ZITADEL_CLIENT_ID,
+        client_secret=SANDBOX_ZITADEL_SECRET,
+        project_id=SANDBOX_PROJECT_ID,
+        auth_mode="external",
+        port=port,
+    )
+
+
 @contextlib.contextmanager
 def running_sandbox(mode: str, *, confluence_port: int = 0, unique_port: int = 0) -> Iterator[Sandbox]:
     """Start both emulators on 127.0.0.1 (port 0 = ephemeral), the wiki seeded; stop them on exit."""
@@ -147,13 +158,7 @@ def running_sandbox(mode: str, *, confluence_port: int = 0, unique_port: int = 0
             port=confluence_port,
             wiki=wiki,
         ) as confluence,
-        UniqueEmulator(
-            client_id=SANDBOX_ZITADEL_CLIENT_ID,
-            client_secret=SANDBOX_ZITADEL_SECRET,
-            project_id=SANDBOX_PROJECT_ID,
-            auth_mode="external",
-            port=unique_port,
-        ) as unique,
+        sandbox_unique(unique_port) as unique,
     ):
         yield Sandbox(mode, confluence, unique)
 
@@ -224,13 +229,7 @@ def running_instances(*, dc_port: int = 0, cloud_port: int = 0, unique_port: int
         ConfluenceEmulator(
             "CLOUD", cloud_user=SANDBOX_CLOUD_USER, cloud_token=SANDBOX_CLOUD_TOKEN, port=cloud_port, wiki=cloud_wiki
         ) as cloud,
-        UniqueEmulator(
-            client_id=SANDBOX_ZITADEL_CLIENT_ID,
-            client_secret=SANDBOX_ZITADEL_SECRET,
-            project_id=SANDBOX_PROJECT_ID,
-            auth_mode="external",
-            port=unique_port,
-        ) as unique,
+        sandbox_unique(unique_port) as unique,
     ):
         yield InstancesSandbox(dc, cloud, unique)
 

@@ -41,7 +41,7 @@ import ssl
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -315,15 +315,7 @@ class HttpApi:
             self._log.debug("%s %s -> %d in %.0f ms", self.system, label, response.status_code, elapsed_ms)
             return response
 
-        retrying = Retrying(
-            stop=stop_after_attempt(max(1, self.retry.attempts)),
-            retry=retry_if_exception(retryable_exception)
-            | retry_if_result(lambda response: response.status_code in statuses),
-            wait=self._wait,
-            sleep=self._sleep,
-            before_sleep=lambda state: self._before_retry(state, label),
-            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
-        )
+        retrying = self._retrying(label, statuses, self.retry.attempts, retryable_exception)
         error = {"system": self.system, "method": method, "route": route}
         try:
             response: httpx.Response = retrying(attempt)
@@ -409,14 +401,8 @@ class HttpApi:
             self._log.debug("%s %s -> %d in %.0f ms (streaming)", self.system, label, response.status_code, elapsed_ms)
             return response
 
-        retrying = Retrying(
-            stop=stop_after_attempt(max(1, self.retry.attempts if attempts is None else attempts)),
-            retry=retry_if_exception(_is_retryable_exception)
-            | retry_if_result(lambda response: response.status_code in statuses),
-            wait=self._wait,
-            sleep=self._sleep,
-            before_sleep=lambda state: self._before_retry(state, label),
-            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+        retrying = self._retrying(
+            label, statuses, self.retry.attempts if attempts is None else attempts, _is_retryable_exception
         )
         error = {"system": self.system, "method": method, "route": route}
         try:
@@ -454,6 +440,24 @@ class HttpApi:
             raise RemoteUnavailable(
                 system=self.system, method=response.request.method, route=route, detail=detail
             ) from None
+
+    def _retrying(
+        self,
+        label: str,
+        statuses: Collection[int],
+        attempts: int,
+        retryable: Callable[[BaseException], bool],
+    ) -> Retrying:
+        """Up to `attempts` tries while an exception is `retryable` or the status is in `statuses`; the last
+        response is returned as is when the attempts run out."""
+        return Retrying(
+            stop=stop_after_attempt(max(1, attempts)),
+            retry=retry_if_exception(retryable) | retry_if_result(lambda response: response.status_code in statuses),
+            wait=self._wait,
+            sleep=self._sleep,
+            before_sleep=lambda state: self._before_retry(state, label),
+            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+        )
 
     def _wait(self, state: RetryCallState) -> float:
         outcome = state.outcome
