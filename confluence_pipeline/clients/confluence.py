@@ -343,6 +343,15 @@ class ConfluenceClient(ABC):
     def _instance_id(self) -> str:
         """The server id (DC) or cloud id (Cloud) of this Confluence."""
 
+    def _public_id(self, url: str, route: str, field: str, missing: str) -> str:
+        """The non-empty string `field` of the JSON at `url`, asked without credentials (Confluence 10 answers
+        XML unless asked for JSON); UnexpectedResponse with `missing` when there is none."""
+        payload = self.api.json("GET", url, route=route, auth=None)
+        value = payload.get(field) if isinstance(payload, dict) else None
+        if not isinstance(value, str) or not value.strip():
+            raise _malformed(missing, route)
+        return value.strip()
+
     @abstractmethod
     def resolve_space(self, space_id: str, key_hint: str) -> SpaceRef | None:
         """The space with this id as it is now (its key may have changed), or None when it is gone or hidden."""
@@ -582,13 +591,8 @@ class OnPremConfluenceClient(ConfluenceClient):
         )
 
     def _instance_id(self) -> str:
-        # Sent without credentials, asking for JSON: Confluence 10 answers XML otherwise.
-        route = "GET applinks manifest"
-        payload = self.api.json("GET", f"{self.settings.base_url}/rest/applinks/1.0/manifest", route=route, auth=None)
-        server_id = payload.get("id") if isinstance(payload, dict) else None
-        if not isinstance(server_id, str) or not server_id.strip():
-            raise _malformed("the applinks manifest has no server id", route)
-        return server_id.strip()
+        url = f"{self.settings.base_url}/rest/applinks/1.0/manifest"
+        return self._public_id(url, "GET applinks manifest", "id", "the applinks manifest has no server id")
 
     def resolve_space(self, space_id: str, key_hint: str) -> SpaceRef | None:
         # DC cannot look a space up by id, but it cannot change a space's key either: a space with this id,
@@ -682,12 +686,8 @@ class CloudConfluenceClient(ConfluenceClient):
     def _instance_id(self) -> str:
         if self.settings.cloud_id:
             return self.settings.cloud_id
-        route = "GET tenant_info"
-        payload = self.api.json("GET", f"{self.settings.base_url}/_edge/tenant_info", route=route, auth=None)
-        cloud_id = payload.get("cloudId") if isinstance(payload, dict) else None
-        if not isinstance(cloud_id, str) or not cloud_id.strip():
-            raise _malformed("tenant_info has no cloudId", route)
-        return cloud_id.strip()
+        url = f"{self.settings.base_url}/_edge/tenant_info"
+        return self._public_id(url, "GET tenant_info", "cloudId", "tenant_info has no cloudId")
 
     def resolve_space(self, space_id: str, key_hint: str) -> SpaceRef | None:
         # Cloud can rename a space key, so only the id identifies it: ask the v2 API by id.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Generator
 from typing import Any, Literal
@@ -12,10 +11,10 @@ from typing import Any, Literal
 import httpx
 
 from confluence_pipeline.clients.errors import RemoteAuthError, RemoteHttpError, UnexpectedResponse
+from confluence_pipeline.clients.tokens import CachedToken
 from confluence_pipeline.clients.transport import HttpApi
 
 TOKEN_ROUTE = "POST oauth token"
-MAX_EARLY_REFRESH = 60.0
 CREDENTIALS = "CONFLUENCE_CLIENT_ID and CONFLUENCE_CLIENT_SECRET"
 
 log = logging.getLogger(__name__)
@@ -30,7 +29,7 @@ class OAuthTokenRefused(RemoteAuthError):
     summary = "the OAuth token endpoint refused the service account"
 
 
-class ClientCredentialsTokens:
+class ClientCredentialsTokens(CachedToken):
     """The run's bearer token: fetched on first use, shared by every thread, refreshed shortly before it expires.
 
     Token requests go through `api`, which shares the Confluence client's rate limiter, counter and scrubber,
@@ -48,39 +47,13 @@ class ClientCredentialsTokens:
         body: TokenBody,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._api = api
-        self._token_url = token_url
+        super().__init__(api, token_url=token_url, clock=clock)
         self._params = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret}
         if scopes:
             self._params["scope"] = scopes
         self._body = body
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._token: str | None = None
-        self._refresh_at = 0.0
-        self.fetches = 0
 
-    def __repr__(self) -> str:
-        return f"ClientCredentialsTokens(token_url={self._token_url!r})"
-
-    @property
-    def api(self) -> HttpApi:
-        return self._api
-
-    def token(self) -> str:
-        with self._lock:
-            if self._token is None or self._clock() >= self._refresh_at:
-                self._fetch()
-            assert self._token is not None
-            return self._token
-
-    def invalidate(self, token: str) -> None:
-        """Forget `token` after Confluence refused it, unless another thread already replaced it."""
-        with self._lock:
-            if self._token == token:
-                self._token = None
-
-    def _fetch(self) -> None:
+    def _request(self) -> tuple[str, float | None]:
         payload_kw: dict[str, Any] = {"data": self._params} if self._body == "form" else {"json": self._params}
         try:
             payload = self._api.json("POST", self._token_url, route=TOKEN_ROUTE, auth=None, **payload_kw)
@@ -99,16 +72,8 @@ class ClientCredentialsTokens:
         lifetime = _lifetime(payload.get("expires_in"))
         if lifetime is not None and lifetime <= 0:
             raise self._malformed("the token response has an invalid expires_in")
-        self.fetches += 1
-        self._token = token
-        if lifetime is None:
-            # Without a stated lifetime the token is used until Confluence refuses it (the auth flow then
-            # fetches a new one).
-            self._refresh_at = math.inf
-        else:
-            # A minute early, or at 90 % of a short lifetime, so no request carries a token that expires in flight.
-            self._refresh_at = self._clock() + lifetime - min(MAX_EARLY_REFRESH, lifetime * 0.1)
         log.debug("Fetched a Confluence OAuth token (lifetime %s s)", "unknown" if lifetime is None else lifetime)
+        return token, lifetime
 
     def _malformed(self, detail: str) -> UnexpectedResponse:
         return UnexpectedResponse(system=self._api.system, method="POST", route=TOKEN_ROUTE, status=200, detail=detail)
