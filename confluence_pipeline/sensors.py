@@ -34,7 +34,7 @@ from confluence_pipeline.config.settings import CloudSettings, ConfigurationErro
 from confluence_pipeline.domain.batches import batched
 from confluence_pipeline.domain.cql import ANCESTOR_BATCH, discovery_cql, newest_descendant_cql, newest_labelled_cql
 from confluence_pipeline.domain.timefmt import to_utc_iso
-from confluence_pipeline.resources import ConfluenceResource, SyncOptionsResource, UniqueResource, VariablesResource
+from confluence_pipeline.resources import VariablesResource
 from confluence_pipeline.schedules import TRIGGER_TAG, sync_in_progress
 
 log = logging.getLogger(__name__)
@@ -204,28 +204,33 @@ def build_change_sensor(
 
     def confluence_change_sensor(
         context: dg.SensorEvaluationContext,
-        confluence: ConfluenceResource,
-        unique: UniqueResource,
-        sync_options: SyncOptionsResource,
+        confluence: VariablesResource,
+        unique: VariablesResource,
+        sync_options: VariablesResource,
     ) -> dg.RunRequest | dg.SkipReason:
         busy = sync_in_progress(context.instance, job.name)
         if busy:
             # The cursor stays put, so changes made meanwhile are still seen once that run is done.
             return dg.SkipReason(f"a {job.name} run is already queued or running ({', '.join(busy)})")
+        # Checked without setting the resources up: the tick builds only its own short-timeout client.
         problems: dict[str, str] = {}
-        for resource in (confluence, unique, sync_options):
-            problems.update(resource.problems)
+        try:
+            settings: OnPremSettings | CloudSettings = confluence.validate()
+        except ConfigurationError as exc:
+            problems.update(exc.problems)
+        problems.update(unique.check())
+        problems.update(sync_options.check())
         if problems:
             return dg.SkipReason(
                 f"cannot check Confluence until the configuration is fixed. {ConfigurationError(problems)}"
             )
         started = clock()
         try:
-            client = open_sensor_client(confluence.settings)
+            client = open_sensor_client(settings)
         except TrustStoreError as exc:
             return dg.SkipReason(f"cannot check Confluence: {exc}")
         try:
-            latest = latest_changes(client, confluence.settings, over_budget=lambda: clock() - started > TICK_BUDGET)
+            latest = latest_changes(client, settings, over_budget=lambda: clock() - started > TICK_BUDGET)
         except RemoteError as exc:
             return dg.SkipReason(f"Confluence check failed, retrying on the next tick: {exc}")
         except TickBudgetExceeded:
@@ -247,7 +252,7 @@ def build_change_sensor(
                 notes.append(f"{TIMEZONE_VARIABLE} is no longer needed and is ignored")
             note = f" ({'; '.join(notes)})" if notes else ""
             return dg.SkipReason(f"first check{note}: watching for changes after {_describe(latest.newest)}")
-        change = latest.change_since(seen, confluence.settings.labels.subtree)
+        change = latest.change_since(seen, settings.labels.subtree)
         if change is None or latest.newest is None:
             return dg.SkipReason(
                 f"no change after {_describe(seen.newest)} (newest modification: {_describe(latest.newest)})"
@@ -273,9 +278,10 @@ def build_change_sensor(
         ),
     )
     def instance_change_sensor(context: dg.SensorEvaluationContext) -> dg.RunRequest | dg.SkipReason:
-        # A sensor binds no resources of its own, and each instance has its own: built for the length of a tick.
-        with dg.build_resources(resources) as built:
-            return confluence_change_sensor(context, built.confluence, built.unique, built.sync_options)
+        # A sensor binds no resources of its own, and each instance has its own: its variables are read per tick.
+        return confluence_change_sensor(
+            context, resources["confluence"], resources["unique"], resources["sync_options"]
+        )
 
     return instance_change_sensor
 

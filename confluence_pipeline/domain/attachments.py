@@ -7,11 +7,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from confluence_pipeline.domain.diff import FileDiff
+from confluence_pipeline.domain.keys import ATTACHMENT_ID, KEY_SEPARATOR, relative_key_of
 from confluence_pipeline.domain.models import AttachmentRef, PageRef
 from confluence_pipeline.domain.ownership import OWNER_METADATA_KEY
 
-KEY_SEPARATOR = "::"
-_ATTACHMENT_ID = re.compile(r"[A-Za-z0-9]+")
 _MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/(?:\*|[a-z0-9][a-z0-9!#$&^_.+-]*)")
 _SIZE = re.compile(r"(?P<number>[0-9]+)\s*(?P<unit>[kmg]?b?)", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2, "g": 1024**3, "gb": 1024**3}
@@ -112,7 +111,7 @@ def attachment_key(page_id: str, attachment_id: str) -> str:
     """The relative key of an attachment in its space's file-diff: `<pageId>::<attachmentId>`."""
     if not page_id.isdigit():
         raise ValueError(f"page ids are decimal digits, got {page_id!r}")
-    if _ATTACHMENT_ID.fullmatch(attachment_id) is None:
+    if ATTACHMENT_ID.fullmatch(attachment_id) is None:
         raise ValueError(f"attachment ids are letters and digits, got {attachment_id!r}")
     return f"{page_id}{KEY_SEPARATOR}{attachment_id}"
 
@@ -123,7 +122,13 @@ def is_attachment_key(relative_key: str) -> bool:
 
 def page_of_key(key: str) -> str:
     """The page id of a stored or relative key (a page's own, or an attachment's container)."""
-    return key.rsplit("/", 1)[-1].split(KEY_SEPARATOR, 1)[0]
+    return relative_key_of(key).split(KEY_SEPARATOR, 1)[0]
+
+
+def attachment_id_of(key: str) -> str | None:
+    """The attachment id of a stored or relative attachment key; None for a page's key."""
+    _, separator, attachment_id = relative_key_of(key).partition(KEY_SEPARATOR)
+    return attachment_id if separator else None
 
 
 @dataclass(frozen=True, slots=True)

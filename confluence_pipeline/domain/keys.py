@@ -10,8 +10,12 @@ from dataclasses import dataclass
 
 from confluence_pipeline.domain.models import SpaceRef
 
+KEY_SEPARATOR = "::"
+"""Between a page id and an attachment id in an attachment's relative key: `<pageId>::<attachmentId>`."""
+ATTACHMENT_ID = re.compile(r"[A-Za-z0-9]+")
+
 _DIGITS = re.compile(r"[0-9]+")
-_RELATIVE_KEY = re.compile(r"(?P<page_id>[0-9]+)(?:::(?P<attachment_id>[A-Za-z0-9]+))?")
+_RELATIVE_KEY = re.compile(rf"(?P<page_id>[0-9]+)(?:{KEY_SEPARATOR}(?P<attachment_id>{ATTACHMENT_ID.pattern}))?")
 _SPACE_SEGMENT = re.compile(r"(?P<space_id>[0-9]+)_(?P<space_key>.+)", re.DOTALL)
 
 MAPPING_KEY_MAX = 100
@@ -89,7 +93,12 @@ class ParsedKey:
     @property
     def relative_key(self) -> str:
         """The key below the partial key, as file-diff names it."""
-        return self.page_id if self.attachment_id is None else f"{self.page_id}::{self.attachment_id}"
+        return self.page_id if self.attachment_id is None else f"{self.page_id}{KEY_SEPARATOR}{self.attachment_id}"
+
+
+def relative_key_of(key: str) -> str:
+    """The last segment of a stored key: `<pageId>` or `<pageId>::<attachmentId>`, as file-diff names it."""
+    return key.rsplit("/", 1)[-1]
 
 
 def parse_content_key(key: str) -> ParsedKey | None:

@@ -41,7 +41,7 @@ class ConfluenceResource(ClientResource):
     http_timeout_seconds: str | None = variable("Timeout of one request (default 60)")
     http_retry_after_max_seconds: str | None = variable("Longest Retry-After honoured (default 60)")
 
-    def _validated(self) -> OnPremSettings | CloudSettings:
+    def validate(self) -> OnPremSettings | CloudSettings:
         return confluence_settings(self.variables())
 
     def _connect(self, settings: OnPremSettings | CloudSettings, verify: Any) -> ConfluenceClient:

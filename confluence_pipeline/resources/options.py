@@ -28,9 +28,12 @@ class SyncOptionsResource(VariablesResource):
     _file_handler: logging.Handler | None = PrivateAttr(default=None)
     _previous_level: int = PrivateAttr(default=logging.NOTSET)
 
+    def validate(self) -> RunSettings:
+        return run_settings(self.variables())
+
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         try:
-            settings = run_settings(self.variables())
+            settings = self.validate()
         except ConfigurationError as exc:
             self._invalid(exc)
             return

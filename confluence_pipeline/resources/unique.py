@@ -28,7 +28,7 @@ class UniqueResource(ClientResource):
     http_timeout_seconds: str | None = variable("Timeout of one request (default 60)")
     http_retry_after_max_seconds: str | None = variable("Longest Retry-After honoured (default 60)")
 
-    def _validated(self) -> ExternalAuthSettings | ClusterLocalSettings:
+    def validate(self) -> ExternalAuthSettings | ClusterLocalSettings:
         return unique_settings(self.variables())
 
     def _connect(self, settings: ExternalAuthSettings | ClusterLocalSettings, verify: Any) -> UniqueClient:

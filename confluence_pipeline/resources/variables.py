@@ -56,8 +56,20 @@ class VariablesResource(dg.ConfigurableResource):
         return cls.bound({name: dg.EnvVar(name) for name in cls.variable_names() if name in env})
 
     def variables(self) -> dict[str, str | None]:
-        """The variables' values as this run resolved them."""
-        return {name.upper(): getattr(self, name) for name in type(self).model_fields}
+        """The variables' values as this run resolved them (read from the environment when not resolved yet)."""
+        return {name.upper(): _resolved(getattr(self, name)) for name in type(self).model_fields}
+
+    @abstractmethod
+    def validate(self) -> Any:
+        """The typed settings from this resource's variables; raises ConfigurationError naming every bad one."""
+
+    def check(self) -> dict[str, str]:
+        """What is wrong with the variables, found without setting the resource up (no client, no side effects)."""
+        try:
+            self.validate()
+        except ConfigurationError as exc:
+            return dict(exc.problems)
+        return {}
 
     @property
     def problems(self) -> dict[str, str]:
@@ -66,6 +78,10 @@ class VariablesResource(dg.ConfigurableResource):
 
     def _invalid(self, error: ConfigurationError) -> None:
         self._problems = dict(error.problems)
+
+
+def _resolved(value: Any) -> Any:
+    return value.get_value() if isinstance(value, dg.EnvVar) else value
 
 
 class Client(Protocol):
@@ -94,16 +110,12 @@ class ClientResource(VariablesResource):
     _scrubbing: LoggerScrubbing | None = PrivateAttr(default=None)
 
     @abstractmethod
-    def _validated(self) -> Any:
-        """The settings from this resource's variables; raises ConfigurationError."""
-
-    @abstractmethod
     def _connect(self, settings: Any, verify: Any) -> Client:
         """A client for validated settings."""
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         try:
-            settings = self._validated()
+            settings = self.validate()
             verify = build_ssl_context()
         except ConfigurationError as exc:
             self._invalid(exc)
