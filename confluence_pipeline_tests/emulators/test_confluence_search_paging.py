@@ -142,3 +142,54 @@ def test_filter_after_paging_on_a_bigger_page_comes_back_short(dc: ConfluenceEmu
         assert collect_by_offset(client, LABELLED, 3) == [ids[0], ids[2], ids[2], ids[3], ids[4]]
         hidden = client.get("/content/search", params={"cql": f"id = {ids[1]}"}).json()
         assert hidden["results"] == [] and "next" not in hidden["_links"]
+
+
+def test_filter_after_paging_omits_attachments_of_hidden_pages(emu: ConfluenceEmulator) -> None:
+    """Contract §3, §10.9: restricted content is omitted silently, attachments included (no 500)."""
+    wiki = emu.wiki
+    wiki.add_space("OPS", "Operations")
+    hidden = wiki.add_page("OPS", "Restricted", labels=["ai-ingest"])
+    below = wiki.add_page("OPS", "Below restricted", parent_id=hidden.id)
+    shown = wiki.add_page("OPS", "Open", labels=["ai-ingest"])
+    on_hidden = wiki.add_attachment(hidden.id, "secret.pdf", b"s", labels=["ai-ingest"])
+    on_below = wiki.add_attachment(below.id, "inherited.pdf", b"i")
+    on_shown = wiki.add_attachment(shown.id, "open.pdf", b"o", labels=["ai-ingest"])
+    wiki.hide_page(hidden.id)
+    emu.filter_after_paging = True
+    with client_for(emu) as client:
+        for cql in ("type = attachment", 'label = "ai-ingest"', f"container = {hidden.id}"):
+            response = client.get("/content/search", params={"cql": cql, "limit": "10"})
+            assert response.status_code == 200, response.text
+            got = [r["id"] for r in response.json()["results"]]
+            assert on_hidden.id not in got and on_below.id not in got and hidden.id not in got, (cql, got)
+        assert [r["id"] for b in walk_pages(client, emu, "type = attachment", 1) for r in b["results"]] == [on_shown.id]
+        body = client.get("/content/search", params={"cql": 'label = "ai-ingest"', "limit": "10"}).json()
+        assert [r["id"] for r in body["results"]] == [shown.id, on_shown.id]
+
+
+def test_filter_after_paging_still_drops_attachments_of_trashed_and_deleted_pages(emu: ConfluenceEmulator) -> None:
+    """Trashed or deleted containers take their attachments out of search with the knob too."""
+    wiki = emu.wiki
+    wiki.add_space("OPS", "Operations")
+    trashed = wiki.add_page("OPS", "Trashed")
+    deleted = wiki.add_page("OPS", "Deleted")
+    kept = wiki.add_page("OPS", "Kept")
+    on_trashed = wiki.add_attachment(trashed.id, "t.pdf", b"t")
+    on_deleted = wiki.add_attachment(deleted.id, "d.pdf", b"d")
+    on_kept = wiki.add_attachment(kept.id, "k.pdf", b"k")
+    wiki.trash_page(trashed.id)
+    wiki.delete_page(deleted.id)
+    with client_for(emu) as client:
+
+        def found(limit: int) -> list[str]:
+            return [r["id"] for b in walk_pages(client, emu, "type = attachment", limit) for r in b["results"]]
+
+        assert found(10) == [on_kept.id]
+        emu.filter_after_paging = True
+        emu.search_cache = False
+        assert found(10) == [on_kept.id]
+        assert found(1) == [on_kept.id]
+        assert {on_trashed.id, on_deleted.id}.isdisjoint(found(1))
+        # Trashed and deleted content is not in the search at all: it takes no slot in a page of results.
+        body = client.get("/content/search", params={"cql": "type = attachment", "limit": "1"}).json()
+        assert [r["id"] for r in body["results"]] == [on_kept.id] and "next" not in body["_links"]

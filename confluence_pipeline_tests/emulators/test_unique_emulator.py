@@ -197,6 +197,8 @@ def test_auth_modes(emu: UniqueEmulator, mode: str, credentials: str, status: in
         body = {"partialKey": PARTIAL_KEY, "sourceKind": "K", "sourceName": "N", "fileList": []}
         response = HTTP.post(emu.file_diff_url, json=body, headers=headers)
     else:
+        # Uploads carry no auth (contract §1.2): only a simulated stricter gateway applies the auth modes to them.
+        emu.scoped_upload_requires_auth = True
         key = httpx.URL(slot["writeUrl"]).params["key"]
         response = HTTP.put(f"{emu.url}/ingestion/scoped/upload", params={"key": key}, content=b"x", headers=headers)
     assert (response.status_code // 100 * 100 if response.is_success else response.status_code) == status
@@ -272,13 +274,20 @@ def test_scoped_upload_then_finalize(emu: UniqueEmulator) -> None:
     assert emu.store.contents[registered["id"]].data == b"<p>streamed page</p>"
 
 
-def test_scoped_upload_auth_can_be_waived(emu: UniqueEmulator) -> None:
-    registered = register(emu, CLUSTER_HEADERS)
-    key = httpx.URL(registered["writeUrl"]).params["key"]
-    url = f"{emu.url}/ingestion/scoped/upload?key={key}"
-    assert HTTP.put(url, content=b"x").status_code == 401
-    emu.scoped_upload_requires_auth = False
-    assert HTTP.put(url, content=b"x").status_code == 201
+@pytest.mark.parametrize("mode", ["any", "external", "cluster_local"])
+def test_scoped_upload_needs_no_auth_unless_a_stricter_gateway_is_simulated(emu: UniqueEmulator, mode: str) -> None:
+    """Contract §1.2 and §10.13: uploads carry no auth headers, even in cluster_local mode."""
+    keys = [httpx.URL(register(emu, CLUSTER_HEADERS, f"{PARTIAL_KEY}/{n}")["writeUrl"]).params["key"] for n in range(4)]
+    emu.auth_mode = mode
+    url = f"{emu.url}/ingestion/scoped/upload"
+    for key, headers in zip(keys, ({}, {"Authorization": "Bearer not-a-token"}, CLUSTER_HEADERS), strict=False):
+        response = HTTP.put(url, params={"key": key}, content=b"x", headers=headers)
+        assert response.status_code == 201, (headers, response.text)
+    emu.scoped_upload_requires_auth = True
+    key = keys[-1]
+    assert HTTP.put(url, params={"key": key}, content=b"x").status_code == 401
+    if mode != "external":
+        assert HTTP.put(url, params={"key": key}, content=b"x", headers=CLUSTER_HEADERS).status_code == 201
 
 
 def test_finalize_without_upload_is_an_error_in_contract_shape(emu: UniqueEmulator) -> None:

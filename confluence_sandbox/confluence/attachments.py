@@ -356,15 +356,21 @@ class WikiAttachments:
         """The current attachment called `filename` on the page."""
         return next((a for a in self.attachments_of(page_id) if a.title == filename), None)
 
+    def attachment_live(self, attachment: Attachment) -> bool:
+        """Current, on a current page that still exists, whoever may see it: what a search index holds before
+        view permissions are applied. Trashed or deleted containers take their attachments out of it."""
+        page = attachment.container
+        return attachment.status == "current" and page.status == "current" and self.pages.get(page.id) is page
+
     def attachment_visible(self, attachment: Attachment) -> bool:
         """Current, on a current page that still exists and that the service user may see."""
-        page = attachment.container
-        return (
-            attachment.status == "current"
-            and page.status == "current"
-            and self.pages.get(page.id) is page
-            and self.is_visible(page)
-        )
+        return self.attachment_live(attachment) and self.is_visible(attachment.container)
+
+    def content_visible(self, content: Page | Attachment) -> bool:
+        """`attachment_visible` for an attachment, `is_visible` for a page or blog post."""
+        if isinstance(content, Attachment):
+            return self.attachment_visible(content)
+        return self.is_visible(content)
 
     def _allocate_attachment_id(self, requested: str | None) -> str:
         # Attachments share the content id sequence with pages, as in Confluence, so `id = N` in CQL is unambiguous.

@@ -371,7 +371,7 @@ def evaluate(query: Query, scope: SearchScope) -> list[Page | Attachment]:
         found.extend(
             a
             for a in wiki.attachments.values()
-            if (scope.include_hidden or wiki.attachment_visible(a)) and a.status == "current" and compiled.test(a)
+            if (wiki.attachment_live(a) if scope.include_hidden else wiki.attachment_visible(a)) and compiled.test(a)
         )
         found.sort(key=_numeric_id)
         if not query.order and scope.default_order == "lastmodified_desc":

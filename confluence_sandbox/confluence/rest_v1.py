@@ -86,7 +86,7 @@ class RestV1:
                 return v1_error(500, "java.lang.NullPointerException")
             return v1_error(400, "parameters should not be empty")
         cursor = emulator.mode == "CLOUD"
-        visible = emulator.wiki.is_visible if emulator.filter_after_paging else None
+        visible = emulator.wiki.content_visible if emulator.filter_after_paging else None
         render = self._content_json(expand)
         response = content_array(emulator, request, pages, render, path=path, cap=cap, cursor=cursor, visible=visible)
         if response.status == 200:

@@ -85,7 +85,9 @@ class UniqueEmulator(EmulatorServer):
       `StoredContent.byte_size`/`sha256`), so large-file tests do not hold the file in memory.
     - `check_byte_size` (True): a finalize whose upload length differs from the byteSize declared
       at registration or finalize is a 400. On by default because the emulator always checked it.
-    - `scoped_upload_requires_auth` (True): the cluster-local upload route demands the auth headers.
+    - `scoped_upload_requires_auth` (False): on, the cluster-local upload route demands the auth headers
+      of `auth_mode`, as a stricter gateway might. Off, it takes uploads without auth, as the contract says
+      (unique-ingestion.md §1.2, §10.13: blob uploads carry no auth headers in either mode).
 
     What tests read: `store`, `requests`, `operations` (GraphQL operations by name), `file_diffs`
     (every file-diff answer) and `moved_keys_reported`.
@@ -119,8 +121,8 @@ class UniqueEmulator(EmulatorServer):
         self.user_id = user_id
         self.token_ttl = token_ttl
         self.auth_mode = auth_mode
-        # Unique's connector sends no auth on uploads; we demand it on the cluster-local route unless told not to.
-        self.scoped_upload_requires_auth = True
+        # Unique's connector sends no auth on uploads (contract §1.2, §10.13), so by default none is demanded.
+        self.scoped_upload_requires_auth = False
         self.report_moves = report_moves
         self.file_diff_filters_by_source = file_diff_filters_by_source
         self.max_delete_ids = max_delete_ids
