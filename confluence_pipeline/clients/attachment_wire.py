@@ -108,5 +108,6 @@ def inline_attachments(
     return tuple(ref for ref in refs if ref is not None), bool(links.get("next")) or full
 
 
-def malformed(detail: str, route: str) -> UnexpectedResponse:
+def malformed(detail: str, route: str = "GET content/search") -> UnexpectedResponse:
+    """A Confluence answer (HTTP 200) that lacks what the contract promises."""
     return UnexpectedResponse(system="confluence", method="GET", route=route, status=200, detail=detail)

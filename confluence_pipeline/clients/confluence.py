@@ -8,6 +8,7 @@ import sys
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote as quote_path
 from urllib.parse import urlsplit
@@ -139,9 +140,20 @@ class ConfluenceClient(ABC):
         self._spaces: dict[tuple[str, str, str, str], SpaceRef] = {}
 
     # -- platform specifics ---------------------------------------------------------------------
-    @abstractmethod
     def _search_pages(self, cql: str, expand: Sequence[str], limit: int) -> Iterator[list[dict[str, Any]]]:
-        """Yield raw result lists of every page of a CQL search."""
+        """Yield the raw results of every page of a CQL search that were not seen on an earlier page.
+
+        Stops at the first empty page (DC may send one, with a `next`, past the last row); the listing stops
+        when `next` is absent.
+        """
+        seen: set[str] = set()
+        for page in self._listing(cql, expand, limit):
+            fresh = [item for item in page.results if str(item.get("id")) not in seen]
+            seen.update(str(item.get("id")) for item in page.results)
+            if fresh:
+                yield fresh
+            if not page.results:
+                return
 
     @abstractmethod
     def _listing(self, cql: str, expand: Sequence[str], limit: int) -> Iterator[SearchPage]:
@@ -210,7 +222,7 @@ class ConfluenceClient(ABC):
         try:
             return to_utc_iso(when)
         except ValueError as exc:
-            raise _malformed(f"content {item.get('id')} has an unreadable version time: {exc}") from exc
+            raise malformed(f"content {item.get('id')} has an unreadable version time: {exc}") from exc
 
     def first_visible(self, cql: str, expand: Sequence[str] = ()) -> dict[str, Any] | None:
         """The first result of a CQL search the caller may view, or None when the search ends without one.
@@ -277,11 +289,11 @@ class ConfluenceClient(ABC):
         try:
             content = _Content.model_validate(item)
         except ValidationError as exc:
-            raise _malformed(f"a search result is missing fields: {_short_errors(exc)}") from exc
+            raise malformed(f"a search result is missing fields: {_short_errors(exc)}") from exc
         if content.type not in SYNCABLE_TYPES or content.status != "current":
             return None
         if content.space is None or content.version is None:
-            raise _malformed(f"content {content.id} came back without space or version expanded")
+            raise malformed(f"content {content.id} came back without space or version expanded")
         # One SpaceRef object per space and interned labels and types: discovery holds every page of
         # the wiki at once, and these shared values made up half of each page's footprint.
         wire_space = (str(content.space.id), content.space.key, content.space.name, content.space.type)
@@ -291,17 +303,17 @@ class ConfluenceClient(ABC):
         try:
             updated_at = to_utc_iso(content.version.when)
         except ValueError as exc:
-            raise _malformed(f"content {content.id} has an unreadable version time: {exc}") from exc
+            raise malformed(f"content {content.id} has an unreadable version time: {exc}") from exc
         if not space.id.isdigit():
             # Keys and partial keys are built from it; a non-numeric id would fail later, mid-plan.
-            raise _malformed(f"content {content.id} has a non-numeric space id {space.id!r}")
+            raise malformed(f"content {content.id} has a non-numeric space id {space.id!r}")
         labels = tuple(sorted({sys.intern(label.name.lower()) for label in content.metadata.labels.results}))
         try:
             listed = inline_attachments(
                 item, page_id=content.id, web_base=self.settings.web_base, keep_download=self._keeps_download
             )
         except MalformedAttachment as exc:
-            raise _malformed(str(exc)) from exc
+            raise malformed(str(exc)) from exc
         attachments, more = listed if listed is not None else ((), False)
         return PageRef(
             id=content.id,
@@ -322,7 +334,7 @@ class ConfluenceClient(ABC):
             return None
         storage = ((item.get("body") or {}).get("storage") or {}).get("value")
         if not isinstance(storage, str):
-            raise _malformed(f"content {ref.id} came back without body.storage")
+            raise malformed(f"content {ref.id} came back without body.storage")
         return PageBody(page=ref, storage=storage)
 
     def space_visible(self, space_key: str) -> bool:
@@ -349,7 +361,7 @@ class ConfluenceClient(ABC):
         payload = self.api.json("GET", url, route=route, auth=None)
         value = payload.get(field) if isinstance(payload, dict) else None
         if not isinstance(value, str) or not value.strip():
-            raise _malformed(missing, route)
+            raise malformed(missing, route)
         return value.strip()
 
     @abstractmethod
@@ -360,7 +372,7 @@ class ConfluenceClient(ABC):
         try:
             space = _Space.model_validate(payload)
         except ValidationError as exc:
-            raise _malformed(f"a space is missing fields: {_short_errors(exc)}", route) from exc
+            raise malformed(f"a space is missing fields: {_short_errors(exc)}", route) from exc
         return SpaceRef(str(space.id), space.key, space.name, space.type)
 
     # -- deletion confirmation --------------------------------------------------------------------
@@ -432,18 +444,7 @@ class ConfluenceClient(ABC):
             log.warning("Page %s vanished while its attachments were listed; its list stays partial", page.id)
             return page
         unique = {ref.id: ref for ref in listed}
-        return PageRef(
-            page.id,
-            page.type,
-            page.title,
-            page.space,
-            page.version,
-            page.updated_at,
-            page.web_url,
-            page.labels,
-            attachments=tuple(unique.values()),
-            more_attachments=False,
-        )
+        return replace(page, attachments=tuple(unique.values()), more_attachments=False)
 
     def pages_with_attachments(self, page_ids: Sequence[str]) -> dict[str, PageRef]:
         """The pages among `page_ids` that are visible and current, each with all its attachments."""
@@ -518,30 +519,9 @@ class OnPremConfluenceClient(ConfluenceClient):
 
     platform = Platform.ONPREM
 
-    def _search_pages(self, cql: str, expand: Sequence[str], limit: int) -> Iterator[list[dict[str, Any]]]:
-        # DC writes a wrong `start` into `next` when it caps the page size and may return rows or
-        # an empty page past the end: derive the offset ourselves, stop on `next` absent or empty.
-        url = f"{self.settings.api_root}/content/search"
-        start = 0
-        seen: set[str] = set()
-        while True:
-
-            def params(size: int, offset: int = start) -> dict[str, Any]:
-                query: dict[str, Any] = {"cql": cql, "limit": size, "start": offset}
-                if expand:
-                    query["expand"] = ",".join(expand)
-                return query
-
-            page, limit = self._get_search_shrinking(lambda _size: url, limit, params)
-            fresh = [item for item in page.results if str(item.get("id")) not in seen]
-            seen.update(str(item.get("id")) for item in page.results)
-            if fresh:
-                yield fresh
-            if not page.results or not page.next_link:
-                return
-            start += len(page.results)
-
     def _listing(self, cql: str, expand: Sequence[str], limit: int) -> Iterator[SearchPage]:
+        # DC writes a wrong `start` into `next` when it caps the page size and may return rows or an empty page
+        # past the end: the offset is ours, derived from what came back.
         url = f"{self.settings.api_root}/content/search"
         start = 0
         while True:
@@ -556,7 +536,7 @@ class OnPremConfluenceClient(ConfluenceClient):
             yield page
             if not page.next_link:
                 return
-            # The offset is ours, as in `_search_pages`; a page emptied by permissions still spanned `limit` rows.
+            # A page emptied by permissions still spanned `limit` rows.
             start += len(page.results) or limit
 
     def web_url(self, content: dict[str, Any], page_id: str) -> str:
@@ -616,24 +596,6 @@ class CloudConfluenceClient(ConfluenceClient):
         # the gateway, since scoped tokens are refused on the site.
         return self.settings.api_root[: -len("/rest/api")]
 
-    def _search_pages(self, cql: str, expand: Sequence[str], limit: int) -> Iterator[list[dict[str, Any]]]:
-        query: dict[str, Any] = {"cql": cql, "limit": limit}
-        if expand:
-            query["expand"] = ",".join(expand)
-        first_url = str(httpx.URL(f"{self.settings.api_root}/content/search", params=query))
-        url = first_url
-        seen: set[str] = set()
-        while True:
-            page, limit = self._get_search_shrinking(lambda size, u=url: _LIMIT_PARAM.sub(rf"\g<1>{size}", u), limit)
-            fresh = [item for item in page.results if str(item.get("id")) not in seen]
-            seen.update(str(item.get("id")) for item in page.results)
-            if fresh:
-                yield fresh
-            if not page.results or not page.next_link:
-                return
-            # Follow `next` verbatim: the cursor is already percent-encoded.
-            url = self._join_next(page.next_link)
-
     def _listing(self, cql: str, expand: Sequence[str], limit: int) -> Iterator[SearchPage]:
         query: dict[str, Any] = {"cql": cql, "limit": limit}
         if expand:
@@ -644,7 +606,7 @@ class CloudConfluenceClient(ConfluenceClient):
             yield page
             if not page.next_link:
                 return
-            url = self._join_next(page.next_link)  # the cursor, verbatim
+            url = self._join_next(page.next_link)  # follow `next` verbatim: the cursor is already percent-encoded
 
     def _join_next(self, link: str) -> str:
         if urlsplit(link).scheme:
@@ -695,7 +657,7 @@ class CloudConfluenceClient(ConfluenceClient):
         payload = self.api.json("GET", f"{self._api_prefix()}/api/v2/spaces", route=route, params={"ids": space_id})
         results = payload.get("results") if isinstance(payload, dict) else None
         if not isinstance(results, list):
-            raise _malformed("the v2 spaces response has no results list", route)
+            raise malformed("the v2 spaces response has no results list", route)
         for item in results:
             if isinstance(item, dict) and str(item.get("id")) == space_id:
                 return self._space_ref(item, route)
@@ -735,15 +697,11 @@ def _ancestor_ids(item: dict[str, Any]) -> frozenset[str]:
 
 def _parse_search_page(payload: Any, url: str) -> SearchPage:
     if not isinstance(payload, dict) or not isinstance(payload.get("results"), list):
-        raise _malformed("the search response has no results list")
+        raise malformed("the search response has no results list")
     if not all(isinstance(item, dict) for item in payload["results"]):
-        raise _malformed("a search result is not a JSON object")
+        raise malformed("a search result is not a JSON object")
     links = payload.get("_links") or {}
     return SearchPage(results=payload["results"], next_link=links.get("next"), base=links.get("base"))
-
-
-def _malformed(detail: str, route: str = "GET content/search") -> UnexpectedResponse:
-    return UnexpectedResponse(system="confluence", method="GET", route=route, status=200, detail=detail)
 
 
 def _short_errors(exc: ValidationError) -> str:

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import httpx
 
-from confluence_pipeline.clients.errors import RemoteAuthError, RemoteHttpError, UnexpectedResponse
+from confluence_pipeline.clients.errors import RemoteAuthError, RemoteHttpError
 from confluence_pipeline.clients.tokens import CachedToken
 from confluence_pipeline.clients.transport import HttpApi
 
@@ -65,18 +65,12 @@ class ClientCredentialsTokens(CachedToken):
             raise OAuthTokenRefused(
                 system=exc.system, method=exc.method, route=exc.route, status=exc.status, detail=detail
             ) from None
-        token = payload.get("access_token") if isinstance(payload, dict) else None
-        if not isinstance(token, str) or not token:
-            raise self._malformed("the token response has no access_token")
-        self._api.add_secret(token)  # before anything could echo it
+        token = self._access_token(payload, TOKEN_ROUTE)
         lifetime = _lifetime(payload.get("expires_in"))
         if lifetime is not None and lifetime <= 0:
-            raise self._malformed("the token response has an invalid expires_in")
+            raise self._malformed(TOKEN_ROUTE, "the token response has an invalid expires_in")
         log.debug("Fetched a Confluence OAuth token (lifetime %s s)", "unknown" if lifetime is None else lifetime)
         return token, lifetime
-
-    def _malformed(self, detail: str) -> UnexpectedResponse:
-        return UnexpectedResponse(system=self._api.system, method="POST", route=TOKEN_ROUTE, status=200, detail=detail)
 
 
 class ClientCredentialsAuth(httpx.Auth):

@@ -7,7 +7,9 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from typing import Any
 
+from confluence_pipeline.clients.errors import UnexpectedResponse
 from confluence_pipeline.clients.transport import HttpApi
 
 MAX_EARLY_REFRESH = 60.0
@@ -59,3 +61,14 @@ class CachedToken(ABC):
     @abstractmethod
     def _request(self) -> tuple[str, float | None]:
         """A new token (already added to the api's secrets) and its lifetime in seconds (None: not stated)."""
+
+    def _access_token(self, payload: Any, route: str) -> str:
+        """The token response's `access_token`, scrubbed from then on, before anything could echo it."""
+        token = payload.get("access_token") if isinstance(payload, dict) else None
+        if not isinstance(token, str) or not token:
+            raise self._malformed(route, "the token response has no access_token")
+        self._api.add_secret(token)
+        return token
+
+    def _malformed(self, route: str, detail: str) -> UnexpectedResponse:
+        return UnexpectedResponse(system=self._api.system, method="POST", route=route, status=200, detail=detail)

@@ -334,12 +334,8 @@ class HttpApi:
             on_status[status](response)
         if not idempotent and status >= 500 and status not in NOT_TAKEN_ON_STATUSES | _DEFINITE_SERVER_ERRORS:
             raise OutcomeUnknown(**error, status=status, detail=self._server_message(response), attempts=attempts)
-        if status in (401, 403):
-            raise RemoteAuthError(**error, status=status, detail=self._server_message(response))
-        if status == 404:
-            raise RemoteNotFound(**error, status=status, detail=self._server_message(response))
         if not 200 <= status < 300:
-            raise RemoteHttpError(**error, status=status, detail=self._server_message(response), attempts=attempts)
+            raise _status_error(error, status, self._server_message(response), attempts)
         if expect != "json":
             return response, None
         content_type = response.headers.get("content-type", "")
@@ -417,13 +413,8 @@ class HttpApi:
             if not 200 <= status < 300:
                 with suppress(httpx.HTTPError):  # the status says enough; a cut error page adds no message
                     response.read()
-                detail = self._server_message(response)
                 attempts_made = retrying.statistics.get("attempt_number")
-                if status in (401, 403):
-                    raise RemoteAuthError(**error, status=status, detail=detail)
-                if status == 404:
-                    raise RemoteNotFound(**error, status=status, detail=detail)
-                raise RemoteHttpError(**error, status=status, detail=detail, attempts=attempts_made)
+                raise _status_error(error, status, self._server_message(response), attempts_made)
             yield response
         finally:
             response.close()
@@ -577,6 +568,15 @@ def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | Non
             return seen
         seen = seen.__cause__ or seen.__context__
     return None
+
+
+def _status_error(error: Mapping[str, str], status: int, detail: str, attempts: int | None) -> RemoteHttpError:
+    """The error of a non-2xx answer: refused credentials, not found, or any other status."""
+    if status in (401, 403):
+        return RemoteAuthError(**error, status=status, detail=detail)
+    if status == 404:
+        return RemoteNotFound(**error, status=status, detail=detail)
+    return RemoteHttpError(**error, status=status, detail=detail, attempts=attempts)
 
 
 def _is_retryable_exception(exc: BaseException) -> bool:

@@ -7,10 +7,10 @@ from collections.abc import Callable, Mapping
 
 import httpx
 
-from confluence_pipeline.clients.errors import UnexpectedResponse
 from confluence_pipeline.clients.tokens import CachedToken
 from confluence_pipeline.clients.transport import HttpApi
 
+TOKEN_ROUTE = "POST zitadel token"
 ZITADEL_SCOPES = (
     "openid profile email urn:zitadel:iam:user:resourceowner urn:zitadel:iam:org:projects:roles "
     "urn:zitadel:iam:org:project:id:{project_id}:aud"
@@ -43,28 +43,13 @@ class ZitadelTokenProvider(CachedToken):
         payload = self._api.json(
             "POST",
             self._token_url,
-            route="POST zitadel token",
+            route=TOKEN_ROUTE,
             data={"grant_type": "client_credentials", "scope": self._scope},
             headers=self._headers,
             auth=self._auth,
         )
-        token = payload.get("access_token") if isinstance(payload, dict) else None
-        expires_in = payload.get("expires_in") if isinstance(payload, dict) else None
-        if not isinstance(token, str) or not token:
-            raise UnexpectedResponse(
-                system="zitadel",
-                method="POST",
-                route="POST zitadel token",
-                status=200,
-                detail="the token response has no access_token",
-            )
+        token = self._access_token(payload, TOKEN_ROUTE)
+        expires_in = payload.get("expires_in")
         if not isinstance(expires_in, int | float) or isinstance(expires_in, bool) or expires_in <= 0:
-            raise UnexpectedResponse(
-                system="zitadel",
-                method="POST",
-                route="POST zitadel token",
-                status=200,
-                detail=f"the token response has an invalid expires_in ({expires_in!r})",
-            )
-        self._api.add_secret(token)
+            raise self._malformed(TOKEN_ROUTE, f"the token response has an invalid expires_in ({expires_in!r})")
         return token, float(expires_in)
