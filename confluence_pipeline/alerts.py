@@ -99,7 +99,7 @@ class FailureReport:
             lines.append(f"- … and {self.more_steps} more failed step(s)")
         if self.run_url:
             lines.append(self.run_url)
-        return self._scrub("\n".join(lines))
+        return self.scrubber.scrub("\n".join(lines))
 
     def payload(self) -> dict[str, Any]:
         """The webhook body: `text` for chat tools, structured fields for everything else. No secrets."""
@@ -118,8 +118,11 @@ class FailureReport:
         # The JSON-escaped forms too, so payload() cannot leak a secret holding quotes or backslashes.
         return json.loads(self.scrubber.scrub_json_text(json.dumps(body)))
 
-    def _scrub(self, text: str) -> str:
-        return self.scrubber.scrub(text)
+
+def run_url(webserver_url: str | None, run_id: str) -> str | None:
+    """The run's page in the Dagster UI, or None when DAGSTER_WEBSERVER_URL is not set."""
+    base = (webserver_url or "").rstrip("/")
+    return f"{base}/runs/{run_id}" if base else None
 
 
 def build_failure_report(
@@ -132,7 +135,6 @@ def build_failure_report(
 ) -> FailureReport:
     """Summarise a failed run from its step-failure events: stage, space, guard, failing pages, descriptions."""
     steps = [_step_report(event) for event in step_failures]
-    base = (webserver_url or "").rstrip("/")
     return FailureReport(
         job_name=run.job_name,
         run_id=run.run_id,
@@ -140,7 +142,7 @@ def build_failure_report(
         trigger=run.tags.get("confluence_pipeline/trigger")
         or run.tags.get("dagster/schedule_name")
         or run.tags.get("dagster/sensor_name"),
-        run_url=f"{base}/runs/{run.run_id}" if base else None,
+        run_url=run_url(webserver_url, run.run_id),
         steps=tuple(steps[:MAX_FAILURES]),
         more_steps=max(0, len(steps) - MAX_FAILURES),
         scrubber=scrubber,
@@ -167,7 +169,8 @@ class StaleReport:
         if self.last_success is None:
             return f"no successful sync within FRESHNESS_HOURS ({hours} h) of watching it"
         age = _hours(self.checked_at - self.last_success)
-        return f"no successful sync for {age} (FRESHNESS_HOURS {hours} h); the last one ended {_utc(self.last_success)}"
+        ended = utc_text(self.last_success)
+        return f"no successful sync for {age} (FRESHNESS_HOURS {hours} h); the last one ended {ended}"
 
     def summary(self) -> str:
         lines = [f"{self.job_name}: instance {self.instance} is stale", f"- {self.message()}"]
@@ -186,7 +189,7 @@ class StaleReport:
             "trigger": self.trigger,
             "run_url": self.run_url,
             "message": self.message(),
-            "last_success": None if self.last_success is None else _utc(self.last_success),
+            "last_success": None if self.last_success is None else utc_text(self.last_success),
             "failures": [],
             "more_failures": 0,
         }
@@ -243,7 +246,8 @@ def _hours(seconds: float) -> str:
     return f"{hours:.1f} h" if hours < 10 else f"{hours:.0f} h"
 
 
-def _utc(timestamp: float) -> str:
+def utc_text(timestamp: float) -> str:
+    """A Unix timestamp as UTC ISO-8601 to the second, as alerts show it."""
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import dagster as dg
 
-from confluence_pipeline.alerts import WEBHOOK_VARIABLE, StaleReport, post_alert
+from confluence_pipeline.alerts import WEBHOOK_VARIABLE, StaleReport, post_alert, run_url, utc_text
 from confluence_pipeline.config.instances import Instance, InstanceStatus
 from confluence_pipeline.config.location import AlertSettings
 from confluence_pipeline.jobs.assets import LAST_UPDATED_KEY, instance_asset_key
@@ -121,7 +121,6 @@ def build_freshness_sensor(
     then, so deploying the code location alerts nobody) and whether it was stale at the last tick.
     """
     webhook = alerts.alert_webhook_url
-    base = (alerts.dagster_webserver_url or "").rstrip("/")
 
     @dg.sensor(
         name=FRESHNESS_SENSOR_NAME,
@@ -155,7 +154,7 @@ def build_freshness_sensor(
                 checked_at=now,
                 last_success=last.ended if last else None,
                 run_id=last.run_id if last else None,
-                run_url=f"{base}/runs/{last.run_id}" if base and last else None,
+                run_url=run_url(alerts.dagster_webserver_url, last.run_id) if last else None,
                 trigger=FRESHNESS_SENSOR_NAME,
             )
             events.append(_evaluation(item, report, stale=is_stale))
@@ -186,12 +185,13 @@ def _evaluation(item: Watched, report: StaleReport, *, stale: bool) -> dg.AssetC
         metadata[FRESH_UNTIL_KEY] = dg.MetadataValue.timestamp(report.last_success + window)
     if report.run_id:
         metadata["last_sync_run_id"] = report.run_id
-    description = (
-        report.message()
-        if stale
-        else f"A sync succeeded within FRESHNESS_HOURS ({item.hours:g} h): the last one ended "
-        f"{report.payload()['last_success']}"
-    )
+    if stale or report.last_success is None:  # a fresh instance has synced: only a stale one may have not
+        description = report.message()
+    else:
+        description = (
+            f"A sync succeeded within FRESHNESS_HOURS ({item.hours:g} h): the last one ended "
+            f"{utc_text(report.last_success)}"
+        )
     return dg.AssetCheckEvaluation(
         asset_key=item.asset_key,
         check_name=CHECK_NAME,

@@ -27,7 +27,7 @@ T = TypeVar("T")
 def build_ssl_context(env: Mapping[str, str] | None = None) -> ssl.SSLContext:
     """An `ssl.SSLContext` to pass as httpx's `verify=` (which httpx then uses as is, whatever `trust_env`).
 
-    Loading the stores costs 50–80 ms: the resources build one context per run and share it between clients.
+    Loading the stores costs 50–80 ms: each client resource builds one per run, shared by all its requests.
     """
     env = os.environ if env is None else env
     return _build({name: env.get(name, "") for name in (*REPLACING_VARIABLES, EXTRA_VARIABLE)})
