@@ -34,8 +34,8 @@ def sync_observation(
             LAST_UPDATED_KEY: dg.MetadataValue.timestamp(time.time() if now is None else now),
             **{f"total_{name}": count for name, count in totals.as_dict().items()},
             "spaces": totals.spaces,
-            "confluence_requests": sum(requests.confluence.values()),
-            "unique_requests": sum(requests.unique.values()),
+            "confluence_requests": requests.confluence_requests,
+            "unique_requests": requests.unique_requests,
             PER_SPACE_KEY: dg.MetadataValue.json([dict(row) for row in per_space]),
         },
     )
@@ -46,9 +46,7 @@ def space_row(report: SpaceReport, requests: RequestTotals) -> dict[str, object]
     return {
         "space_key": report.space_key,
         "space_id": report.space_id,
-        **report.counts(),
-        **report.attachment_counts(),
-        "bytes_moved": report.bytes_moved,
-        "confluence_requests": sum(requests.confluence.values()),
-        "unique_requests": sum(requests.unique.values()),
+        **report.metrics(),
+        "confluence_requests": requests.confluence_requests,
+        "unique_requests": requests.unique_requests,
     }

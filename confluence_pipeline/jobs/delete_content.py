@@ -36,7 +36,7 @@ def delete_content_items(
     sync_options: SyncOptionsResource,
 ) -> dict[str, int]:
     """Look the ids up, delete those that exist in batches, list those that do not."""
-    refuse_concurrent_writer(context, f"a {context.job_name} run")
+    refuse_concurrent_writer(context)
     requested = list(dict.fromkeys(i.strip() for i in config.content_ids if i.strip()))
     if not requested:
         raise dg.Failure(

@@ -65,7 +65,7 @@ def reset_scope(
     context: dg.OpExecutionContext, config: ResetConfig, unique: UniqueResource, sync_options: SyncOptionsResource
 ) -> dict[str, int]:
     """Find the scope (and its children when asked), list matching content, delete it in batches."""
-    refuse_concurrent_writer(context, f"a {context.job_name} run")
+    refuse_concurrent_writer(context)
     scope_id = config.scope_id.strip()
     if not scope_id:
         raise dg.Failure(description="scope_id is empty: name the Unique scope to reset.", allow_retries=False)

@@ -18,7 +18,7 @@ from confluence_pipeline.jobs import DEFAULT_FROM_ENVIRONMENT
 from confluence_pipeline.jobs.assets import space_row, sync_observation
 from confluence_pipeline.jobs.config import ExecutionConfig, flat_config
 from confluence_pipeline.jobs.metering import StepRequests, mapping_key_of, run_requests_by_step
-from confluence_pipeline.jobs.writers import instance_of, instance_tags, refuse_concurrent_sync
+from confluence_pipeline.jobs.writers import instance_of, instance_tags, refuse_concurrent_writer
 from confluence_pipeline.resources import (
     ConfluenceResource,
     SyncOptionsResource,
@@ -32,17 +32,17 @@ from confluence_pipeline.sync.images import ImageInliner
 from confluence_pipeline.sync.planning import plan_sync
 from confluence_pipeline.sync.progress import PageProgress
 from confluence_pipeline.sync.reports import (
+    ATTACHMENT_COUNT_FIELDS,
     RequestTotals,
     SpaceReport,
     SyncTotals,
-    attachments_table,
+    counts_table,
     failure_description,
     merge_reports,
-    per_space_table,
     skipped_description,
 )
 from confluence_pipeline.sync.spaces import SpaceDiff, SpaceWork, write_space
-from confluence_pipeline.sync.targets import StoredSpace, TargetScopes
+from confluence_pipeline.sync.targets import TargetScopes
 
 JOB_NAME = "confluence_sync"
 
@@ -69,24 +69,17 @@ class SyncRunConfig(dg.Config):
 class LabelledPages:
     pages: dict[str, PageRef]
     roots: tuple[str, ...]
-    skipped: int
     mark: str  # this Confluence instance's ownership mark
 
 
 @dataclass(frozen=True)
 class DiscoveredPages:
     pages: tuple[PageRef, ...]
-    labelled: int
-    descendants: int
-    skipped: int
     mark: str
 
 
 @dataclass(frozen=True)
 class PlanSummary:
-    discovered_spaces: int
-    vanished: tuple[StoredSpace, ...]
-    replaced: tuple[StoredSpace, ...]
     mark: str
 
 
@@ -106,7 +99,7 @@ def discover_labelled_pages(
     sync_options: SyncOptionsResource,
 ) -> LabelledPages:
     """Find every page carrying a sync label in a syncable space (CQL, every result page)."""
-    refuse_concurrent_sync(context, context.job_name)
+    refuse_concurrent_writer(context)
     require_valid(confluence, unique, sync_options)
     meter = StepRequests(confluence=confluence)
     labels = confluence.settings.labels
@@ -130,7 +123,7 @@ def discover_labelled_pages(
     context.add_output_metadata(
         {"labelled": len(pages), "roots": len(roots), "test_mode": test_mode, **meter.metadata()}
     )
-    return LabelledPages(pages, tuple(roots), skipped, mark)
+    return LabelledPages(pages, tuple(roots), mark)
 
 
 @dg.op(tags={"kind": "confluence"})
@@ -148,7 +141,7 @@ def expand_descendants(
     ordered = tuple(sorted(pages.values(), key=lambda p: (len(p.id), p.id)))
     context.log.info(f"Expansion: {added} descendants added, {len(ordered)} pages in total")
     context.add_output_metadata({"pages": len(ordered), "descendants": added, **meter.metadata()})
-    return DiscoveredPages(ordered, len(labelled.pages), added, labelled.skipped, labelled.mark)
+    return DiscoveredPages(ordered, labelled.mark)
 
 
 @dg.op(out={"spaces": dg.DynamicOut(SpaceWork), "plan": dg.Out(PlanSummary)}, tags={"kind": "unique"})
@@ -172,7 +165,7 @@ def plan_spaces(
     except GuardTripped as exc:
         raise dg.Failure(description=str(exc), metadata={"guard": exc.guard}, allow_retries=False) from None
     context.log.info(plan.describe())
-    summary = PlanSummary(plan.discovered_spaces, plan.vanished, plan.replaced, discovered.mark)
+    summary = PlanSummary(discovered.mark)
     yield dg.Output(summary, "plan", metadata=meter.metadata())
     for work in plan.works:
         yield dg.DynamicOutput(work, mapping_key=work.mapping_key, output_name="spaces")
@@ -301,15 +294,7 @@ def ingest_and_delete(
         + (" (test mode: would-be counts)" if report.test_mode else "")
     )
     pace = {} if report.test_mode else progress.metadata()
-    context.add_output_metadata(
-        {
-            **report.counts(),
-            **report.attachment_counts(),
-            "bytes_moved": report.bytes_moved,
-            **pace,
-            **meter.metadata(),
-        }
-    )
+    context.add_output_metadata({**report.metrics(), **pace, **meter.metadata()})
     return report
 
 
@@ -323,7 +308,7 @@ def summarize_sync(
 ) -> dict[str, int]:
     """Report per space and in total; fail the run when more pages failed than SYNC_FAILURE_TOLERANCE."""
     test_mode = config.resolved_test_mode(sync_options)
-    merged = merge_reports(((d.space.key, d.space.id, d) for d in diffs), reports, test_mode=test_mode)
+    merged = merge_reports(diffs, reports, test_mode=test_mode)
     totals = SyncTotals.of(merged)
     by_step = run_requests_by_step(context)
     requests = RequestTotals.of(by_step.values())
@@ -409,10 +394,11 @@ def _summary_metadata(
     totals: SyncTotals, requests: RequestTotals, merged: list[SpaceReport], test_mode: bool
 ) -> dict[str, Any]:
     metadata: dict[str, Any] = {f"total_{name}": count for name, count in totals.as_dict().items()}
-    metadata.update({f"total_{name}": count for name, count in totals.attachments_dict().items()})
+    attachments = totals.as_dict(ATTACHMENT_COUNT_FIELDS)
+    metadata.update({f"total_{name}": count for name, count in attachments.items()})
     metadata["attachment_bytes_moved"] = totals.bytes_moved
-    if any(totals.attachments_dict().values()):
-        metadata["attachments_per_space"] = dg.MetadataValue.md(attachments_table(merged))
+    if any(attachments.values()):
+        metadata["attachments_per_space"] = dg.MetadataValue.md(counts_table(merged, ATTACHMENT_COUNT_FIELDS))
     if totals.skips:
         skipped = skipped_description(totals.skips, totals.counts["attachments_skipped"])
         metadata["skipped_attachments"] = dg.MetadataValue.md(skipped)
@@ -420,11 +406,11 @@ def _summary_metadata(
         {
             "spaces": totals.spaces,
             "test_mode": test_mode,
-            "confluence_requests": sum(requests.confluence.values()),
-            "unique_requests": sum(requests.unique.values()),
+            "confluence_requests": requests.confluence_requests,
+            "unique_requests": requests.unique_requests,
             "confluence_requests_by_route": dg.MetadataValue.json(dict(sorted(requests.confluence.items()))),
             "unique_requests_by_route": dg.MetadataValue.json(dict(sorted(requests.unique.items()))),
-            "per_space": dg.MetadataValue.md(per_space_table(merged)),
+            "per_space": dg.MetadataValue.md(counts_table(merged)),
         }
     )
     return metadata

@@ -266,13 +266,9 @@ def _active_records(context: dg.OpExecutionContext, filters: RunsFilter) -> list
     return active
 
 
-def refuse_concurrent_sync(context: dg.OpExecutionContext, job_name: str) -> None:
-    """The sync's start check: no other Unique writer (sync, reset, delete) may be starting or running."""
-    refuse_concurrent_writer(context, f"a {job_name} run")
-
-
-def refuse_concurrent_writer(context: dg.OpExecutionContext, what: str) -> None:
-    """Refuse to start next to another run whose `WRITER_TAG` names the same instance.
+def refuse_concurrent_writer(context: dg.OpExecutionContext) -> None:
+    """Refuse to start this run's job next to another run whose `WRITER_TAG` names the same instance: the start
+    check of every Unique writer (sync, reset, delete).
 
     `dagster job execute` bypasses the run queue and its tag limit, so every writer checks here. Only runs
     that are created, starting or running count (queued ones wait behind us); of two that start together
@@ -295,8 +291,8 @@ def refuse_concurrent_writer(context: dg.OpExecutionContext, what: str) -> None:
         ids = ", ".join(run.run_id for run in older[:3])
         raise dg.Failure(
             description=(
-                f"Another {older[0].job_name} run is in progress ({ids}); refusing to start {what} next to it "
-                f"for the same instance ({writer}). Nothing was written. Wait for it to finish or cancel it."
+                f"Another {older[0].job_name} run is in progress ({ids}); refusing to start a {context.job_name} run "
+                f"next to it for the same instance ({writer}). Nothing was written. Wait for it to finish or cancel it."
             ),
             allow_retries=False,
         )

@@ -18,6 +18,7 @@ from confluence_pipeline.clients.unique import ContentSpec, Registration, Unique
 from confluence_pipeline.domain.attachments import AttachmentItem, attachment_metadata, media_type
 from confluence_pipeline.domain.keys import content_key
 from confluence_pipeline.domain.models import PageRef, Source, SpaceRef
+from confluence_pipeline.sync.items import FailureOf, ItemFailed, collect, existing_keys, remove_registration
 from confluence_pipeline.sync.reports import PageFailure
 
 log = logging.getLogger(__name__)
@@ -59,11 +60,11 @@ def _exactly(chunks: Iterable[bytes], size: int, filename: str) -> Iterator[byte
 
 
 def transfer(
-    confluence: ConfluenceClient, unique: UniqueClient, registration: Registration, item: AttachmentItem
+    confluence: ConfluenceClient, unique: UniqueClient, registration: Registration, item: AttachmentItem, kind: str
 ) -> None:
-    """Stream one attachment's bytes from Confluence into the registered upload; nothing is downloaded for 0 bytes."""
+    """Stream one attachment's bytes from Confluence into the registered upload, sent as media type `kind`;
+    nothing is downloaded for 0 bytes."""
     attachment = item.attachment
-    kind = media_type(attachment.media_type) or "application/octet-stream"
     if attachment.size == 0:
         unique.upload_stream(registration, iter(()), 0, kind)
         return
@@ -77,13 +78,6 @@ class AttachmentOutcome:
     updated: int = 0
     bytes_moved: int = 0
     failures: list[PageFailure] = field(default_factory=list)
-
-
-class _AttachmentFailed(Exception):
-    def __init__(self, stage: str, reason: str) -> None:
-        super().__init__(reason)
-        self.stage = stage
-        self.reason = reason
 
 
 def _worth_another_transfer(exc: RemoteError) -> bool:
@@ -126,15 +120,15 @@ def _ingest_attachment(
     try:
         registration = unique.register(spec)
     except RemoteError as exc:
-        raise _AttachmentFailed("register", str(exc)) from exc
+        raise ItemFailed("register", str(exc)) from exc
     try:
         for attempt in range(1, TRANSFER_ATTEMPTS + 1):
             try:
-                transfer(confluence, unique, registration, item)
+                transfer(confluence, unique, registration, item, spec.mime_type)
                 break
             except RemoteError as exc:
                 if attempt == TRANSFER_ATTEMPTS or not _worth_another_transfer(exc):
-                    raise _AttachmentFailed(_stage(exc), f"{exc} (after {attempt} transfers)") from exc
+                    raise ItemFailed(_stage(exc), f"{exc} (after {attempt} transfers)") from exc
                 log.warning(
                     "Attachment %s of page %s: transfer %d failed (%s); downloading it again",
                     attachment.id,
@@ -143,42 +137,29 @@ def _ingest_attachment(
                     exc,
                 )
             except TransferFailed as exc:
-                raise _AttachmentFailed("download", str(exc)) from exc
+                raise ItemFailed("download", str(exc)) from exc
         try:
             unique.finalize(spec, registration)
         except RemoteError as exc:
-            raise _AttachmentFailed("finalize", str(exc)) from exc
-    except _AttachmentFailed:
+            raise ItemFailed("finalize", str(exc)) from exc
+    except ItemFailed:
         if not existed_before:
-            _remove_registration(unique, attachment.id, registration.id)
+            remove_registration(unique, "attachment", attachment.id, registration.id)
         # Content that existed before keeps its id (registration upserts by key): deleting it would remove
         # its readable previous version, or what another source wrote under this key.
         raise
 
 
-def _remove_registration(unique: UniqueClient, attachment_id: str, content_id: str) -> None:
-    """Delete content this run created and could not finalize, so it does not linger empty."""
-    try:
-        gone = unique.delete([content_id])
-    except RemoteError as exc:
-        log.error("Cleanup of half-registered attachment %s (content %s) failed: %s", attachment_id, content_id, exc)
-        return
-    if content_id not in gone:
-        log.error("Cleanup of half-registered attachment %s: content %s still exists", attachment_id, content_id)
+def _attachment_failure(space: SpaceRef) -> FailureOf[AttachmentItem]:
+    def failure(item: AttachmentItem, stage: str, reason: str) -> PageFailure:
+        named = {"attachment_id": item.attachment.id, "filename": item.attachment.title}
+        return PageFailure(item.page_id, space.key, stage, reason, **named)
+
+    return failure
 
 
-def _existing_keys(
-    unique: UniqueClient, space: SpaceRef, items: Sequence[AttachmentItem], new_keys: Collection[str]
-) -> set[str] | RemoteError:
-    """Which of the attachments the diff calls new already have an item: "new" is not proof of absence, since
-    the file-diff matches stored keys by their last segment only. The lookup's error when it fails."""
-    wanted = [content_key(space, item.key) for item in items if item.key in new_keys]
-    if not wanted:
-        return set()
-    try:
-        return set(unique.ids_for_keys(wanted))
-    except RemoteError as exc:
-        return exc
+def _item_key(item: AttachmentItem) -> str:
+    return item.key
 
 
 def ingest_attachments(
@@ -195,19 +176,12 @@ def ingest_attachments(
 ) -> AttachmentOutcome:
     """Register, stream and finalize each attachment, `concurrency` at a time; each holds one chunk in memory."""
     outcome = AttachmentOutcome()
-    existing = _existing_keys(unique, space, items, new_keys)
-    if isinstance(existing, RemoteError):
-        # Without knowing which keys exist, a failed new attachment could not be cleaned up safely.
-        reason = f"could not look up whether its key exists before registering: {existing}"
-        for item in items:
-            if item.key in new_keys:
-                named = {"attachment_id": item.attachment.id, "filename": item.attachment.title}
-                outcome.failures.append(PageFailure(item.page_id, space.key, "register", reason, **named))
-                log.error("%s", outcome.failures[-1].line())
-        items = [item for item in items if item.key not in new_keys]
-        existing = set()
-    updated_keys = {content_key(space, item.key) for item in items if item.key not in new_keys}
-    existing |= updated_keys
+    failure_of = _attachment_failure(space)
+    # Without knowing which keys exist, a failed new attachment could not be cleaned up safely: when the lookup
+    # fails, the new attachments fail before registration.
+    items, existing = existing_keys(
+        unique, space, items, new_keys, key_of=_item_key, failure_of=failure_of, failures=outcome.failures
+    )
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"attach-{space.key[:10]}") as pool:
         futures = [
             (
@@ -226,31 +200,8 @@ def ingest_attachments(
             )
             for item in items
         ]
-        for item, future in futures:
-            attachment = item.attachment
-            try:
-                future.result()
-            except _AttachmentFailed as exc:
-                failure = PageFailure(
-                    item.page_id,
-                    space.key,
-                    exc.stage,
-                    exc.reason,
-                    attachment_id=attachment.id,
-                    filename=attachment.title,
-                )
-                log.error("%s", failure.line())
-                outcome.failures.append(failure)
-                continue
-            except Exception as exc:  # a bug must fail this attachment, not the space
-                reason = f"{type(exc).__name__}: {exc}"
-                failure = PageFailure(
-                    item.page_id, space.key, "ingest", reason, attachment_id=attachment.id, filename=attachment.title
-                )
-                log.exception("%s", failure.line())
-                outcome.failures.append(failure)
-                continue
-            outcome.bytes_moved += attachment.size
+        for item in collect(futures, failure_of, outcome.failures):
+            outcome.bytes_moved += item.attachment.size
             if item.key in new_keys:
                 outcome.created += 1
             else:

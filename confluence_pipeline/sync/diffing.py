@@ -36,7 +36,7 @@ from confluence_pipeline.domain.attachments import (
 from confluence_pipeline.domain.cql import space_labelled_cql
 from confluence_pipeline.domain.diff import FileDiff, SpacePlan, file_list, plan_space
 from confluence_pipeline.domain.guards import GuardTripped, check_space_diff, should_clean_up_space
-from confluence_pipeline.domain.keys import parse_content_key, partial_key
+from confluence_pipeline.domain.keys import parse_content_key, partial_key, relative_key_of
 from confluence_pipeline.domain.models import PageRef, Source, SpaceRef, SyncLabels
 from confluence_pipeline.domain.ownership import Ownership, ownership
 from confluence_pipeline.sync.attachments import complete_attachment_lists
@@ -106,8 +106,9 @@ def _diff_discovered(
     submitted = page_ids | {item.key for item in items}
     partial = {page.id for page in pages if page.more_attachments}
     deletions: list[Deletion] = []
+    deleted_keys: list[str] = []  # the relative keys of `deletions`, as the guard counts them
     for key, cid in candidates:
-        relative = key.rsplit("/", 1)[-1]
+        relative = relative_key_of(key)
         if relative in submitted:
             continue
         if is_attachment_key(relative) and page_of_key(relative) in page_ids:
@@ -116,6 +117,7 @@ def _diff_discovered(
             if not policy.enabled and ownership(nodes[key].metadata, work.mark) is not Ownership.OURS:
                 continue  # not ours to remove while attachments are off: it did not come from this connector
         deletions.append((key, cid))
+        deleted_keys.append(relative)
     if partial:
         notes.append(f"{len(partial)} page(s) could not list all their attachments: their attachments are kept")
     forced: set[str] = set()
@@ -138,8 +140,7 @@ def _diff_discovered(
     guard_diff = FileDiff(
         new=diff.new,
         updated=diff.updated,
-        deleted=tuple(key.rsplit("/", 1)[-1] for key, _ in deletions)
-        + tuple(k for k in diff.deleted if k in submitted),
+        deleted=(*deleted_keys, *(k for k in diff.deleted if k in submitted)),
     )
     to_update = (*(page.id for page in plan.to_update), *sorted(forced))
     guard = None
@@ -192,8 +193,8 @@ def _predecessor(
         notes.append(f"space re-created under a new id: the old copy under {old.stored_prefix} is replaced")
         return _stored(unique, old, mark, adopt_unmarked=False, notes=notes), []
     # The old id is another live space (Cloud: renamed away while a new space took the key).
-    other = SpaceRef(old.space_id, still_there.key, still_there.name, still_there.type)
-    cleanup = _diff_vanished(other, old, confluence, unique, labels, mark, resolved=still_there)
+    # resolve_space returns only the space with the id asked for: `still_there` is that space as it is now.
+    cleanup = _diff_vanished(still_there, old, confluence, unique, labels, mark, resolved=still_there)
     notes.extend(f"{old.stored_prefix}: {note}" for note in cleanup.notes)
     return [], list(cleanup.delete_ids)
 

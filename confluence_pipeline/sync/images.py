@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from confluence_pipeline.clients.confluence import ConfluenceClient
 from confluence_pipeline.clients.errors import RemoteError
 from confluence_pipeline.clients.unique import UniqueClient
+from confluence_pipeline.domain.attachments import media_type
 from confluence_pipeline.domain.images import (
     FAILED_STATE,
     IMAGES_FLAG_KEY,
@@ -151,7 +152,7 @@ class ImageInliner:
         except RemoteError as exc:
             log.warning("Downloading image %s of page %s failed (%s); its markup stays", attachment.id, page_id, exc)
             return None
-        return attachment.media_type.split(";", 1)[0].strip().lower(), bytes(data)
+        return media_type(attachment.media_type), bytes(data)
 
 
 def pages_with_changed_images(

@@ -19,6 +19,7 @@ from confluence_pipeline.domain.keys import content_key
 from confluence_pipeline.domain.metadata import content_metadata
 from confluence_pipeline.domain.models import PageBody, Source, SpaceRef
 from confluence_pipeline.sync.images import ImageInliner
+from confluence_pipeline.sync.items import FailureOf, ItemFailed, collect, existing_keys, remove_registration
 from confluence_pipeline.sync.progress import PageProgress
 from confluence_pipeline.sync.reports import PageFailure
 
@@ -31,13 +32,6 @@ class IngestOutcome:
     updated: int = 0
     skipped: int = 0
     failures: list[PageFailure] = field(default_factory=list)
-
-
-class _PageFailed(Exception):
-    def __init__(self, stage: str, reason: str) -> None:
-        super().__init__(reason)
-        self.stage = stage
-        self.reason = reason
 
 
 def _fetch_batch(
@@ -82,32 +76,8 @@ def _fetch_batch(
     return bodies
 
 
-def _existing_keys(
-    unique: UniqueClient, space: SpaceRef, bodies: Sequence[PageBody], new_ids: Collection[str], outcome: IngestOutcome
-) -> tuple[list[PageBody], set[str]]:
-    """The bodies to ingest and which of their keys exist in Unique before this run registers anything.
-
-    Only pages the diff called new are looked up (updated ones exist by definition). "New" is not proof of
-    absence: the file-diff matches stored keys by their last segment under a substring of the prefix, and
-    a server may leave out content another source wrote, so a new page's key may hold content already.
-    When the lookup fails, the new pages of the batch fail before registration rather than risk deleting
-    content this run did not create.
-    """
-    new_keys = [content_key(space, body.page.id) for body in bodies if body.page.id in new_ids]
-    existing = {content_key(space, body.page.id) for body in bodies if body.page.id not in new_ids}
-    if not new_keys:
-        return list(bodies), existing
-    try:
-        existing.update(unique.ids_for_keys(new_keys))
-    except RemoteError as exc:
-        reason = f"could not look up whether its key exists before registering: {exc}"
-        for body in bodies:
-            if body.page.id in new_ids:
-                failure = PageFailure(body.page.id, space.key, "register", reason)
-                log.error("%s", failure.line())
-                outcome.failures.append(failure)
-        return [body for body in bodies if body.page.id not in new_ids], existing
-    return list(bodies), existing
+def _page_failure(space: SpaceRef) -> FailureOf[PageBody]:
+    return lambda body, stage, reason: PageFailure(body.page.id, space.key, stage, reason)
 
 
 def _ingest_one(
@@ -136,7 +106,7 @@ def _ingest_one(
     try:
         registration = unique.register(spec)
     except RemoteError as exc:
-        raise _PageFailed("register", str(exc)) from exc
+        raise ItemFailed("register", str(exc)) from exc
     stage = "upload"
     try:
         unique.upload(registration, data, spec.mime_type)
@@ -144,26 +114,15 @@ def _ingest_one(
         unique.finalize(spec, registration)
     except RemoteError as exc:
         if not existed_before:
-            _remove_registration(unique, page.id, registration.id)
+            remove_registration(unique, "page", page.id, registration.id)
         # Content that existed before keeps its id (registration upserts by key), so deleting it would
         # remove a readable previous version, or content another source wrote under this key.
-        raise _PageFailed(stage, str(exc)) from exc
+        raise ItemFailed(stage, str(exc)) from exc
 
 
 def _ingest_with_images(images: ImageInliner, unique: UniqueClient, space: SpaceRef, body: PageBody, **kw: Any) -> None:
     with images.page(body) as inlined:
         _ingest_one(unique, space, inlined, **kw)
-
-
-def _remove_registration(unique: UniqueClient, page_id: str, content_id: str) -> None:
-    """Delete content this run created and could not finalize, so it does not linger empty."""
-    try:
-        gone = unique.delete([content_id])
-    except RemoteError as exc:
-        log.error("Cleanup of half-registered page %s (content %s) failed: %s", page_id, content_id, exc)
-        return
-    if content_id not in gone:
-        log.error("Cleanup of half-registered page %s: content %s still exists after deleting it", page_id, content_id)
 
 
 def ingest_pages(
@@ -178,29 +137,35 @@ def ingest_pages(
     source: Source,
     mark: str,
     concurrency: int,
+    progress: PageProgress,
     images: ImageInliner | None = None,
-    progress: PageProgress | None = None,
 ) -> IngestOutcome:
     """Ingest the pages `page_ids`; at most two batches of bodies are held at once.
 
     While the workers upload one batch, the next is fetched and queued behind it, so no worker waits at a
     batch boundary; the oldest batch is collected before a third is fetched, which bounds the memory. With
-    `images`, each body's images are inlined by the worker that uploads it. `progress` (by default one of its
-    own) logs how far the space got at regular intervals.
+    `images`, each body's images are inlined by the worker that uploads it. `progress` logs how far the space
+    got at regular intervals.
     """
     outcome = IngestOutcome()
-    progress = progress or PageProgress(f"Space {space.key}", len(page_ids))
+    failure_of = _page_failure(space)
+    ingest: Any = _ingest_one if images is None else partial(_ingest_with_images, images)
     with progress, ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"ingest-{space.key[:10]}") as pool:
         in_flight: deque[list[tuple[PageBody, Future[None]]]] = deque()
         for batch in batched(list(page_ids), BODY_BATCH):
             if len(in_flight) == 2:
-                _collect(in_flight.popleft(), outcome, space, new_ids)
-            bodies, existing = _existing_keys(
-                unique, space, _fetch_batch(confluence, space, batch, outcome), new_ids, outcome
+                _collect(in_flight.popleft(), outcome, failure_of, new_ids)
+            bodies, existing = existing_keys(
+                unique,
+                space,
+                _fetch_batch(confluence, space, batch, outcome),
+                new_ids,
+                key_of=_page_id,
+                failure_of=failure_of,
+                failures=outcome.failures,
             )
             if images is not None:
                 images.prepare(bodies)
-            ingest: Any = _ingest_one if images is None else partial(_ingest_with_images, images)
             progress.advance(len(batch) - len(bodies))  # failed or gone before their upload
             in_flight.append(
                 [
@@ -222,28 +187,22 @@ def ingest_pages(
                 ]
             )
         while in_flight:
-            _collect(in_flight.popleft(), outcome, space, new_ids)
+            _collect(in_flight.popleft(), outcome, failure_of, new_ids)
     return outcome
 
 
+def _page_id(body: PageBody) -> str:
+    return body.page.id
+
+
 def _collect(
-    in_flight: list[tuple[PageBody, Future[None]]], outcome: IngestOutcome, space: SpaceRef, new_ids: Collection[str]
+    in_flight: list[tuple[PageBody, Future[None]]],
+    outcome: IngestOutcome,
+    failure_of: FailureOf[PageBody],
+    new_ids: Collection[str],
 ) -> None:
-    for body, future in in_flight:
-        try:
-            future.result()
-        except _PageFailed as exc:
-            failure = PageFailure(body.page.id, space.key, exc.stage, exc.reason)
-            log.error("%s", failure.line())
-            outcome.failures.append(failure)
-            continue
-        except Exception as exc:  # a bug must fail this page, not the whole space
-            failure = PageFailure(body.page.id, space.key, "ingest", f"{type(exc).__name__}: {exc}")
-            log.exception("%s", failure.line())
-            outcome.failures.append(failure)
-            continue
+    for body in collect(in_flight, failure_of, outcome.failures):
         if body.page.id in new_ids:
             outcome.created += 1
         else:
             outcome.updated += 1
-    in_flight.clear()

@@ -5,7 +5,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING
+
+from confluence_pipeline.domain.keys import KEY_SEPARATOR
+
+if TYPE_CHECKING:
+    from confluence_pipeline.sync.spaces import SpaceDiff
 
 COUNT_FIELDS = ("discovered", "new", "updated", "unchanged", "deleted", "failed", "skipped")
 ATTACHMENT_COUNT_FIELDS = (
@@ -18,6 +23,7 @@ ATTACHMENT_COUNT_FIELDS = (
     "attachments_skipped",
 )
 """Attachment counts, beside the page counts: `attachments` is how many current attachments synced pages have."""
+ALL_COUNT_FIELDS = COUNT_FIELDS + ATTACHMENT_COUNT_FIELDS
 MAX_LISTED_FAILURES = 50
 MAX_LISTED_SKIPS = 50
 
@@ -35,7 +41,7 @@ class PageFailure:
 
     @property
     def relative_key(self) -> str:
-        return self.page_id if self.attachment_id is None else f"{self.page_id}::{self.attachment_id}"
+        return self.page_id if self.attachment_id is None else f"{self.page_id}{KEY_SEPARATOR}{self.attachment_id}"
 
     def line(self) -> str:
         if self.attachment_id is not None:
@@ -79,60 +85,42 @@ class SpaceReport:
     skipped_attachments: list[str] = field(default_factory=list)  # "file (id) on page N: reason", capped
     bytes_moved: int = 0  # attachment bytes streamed from Confluence to Unique
 
-    def counts(self) -> dict[str, int]:
-        return {name: int(getattr(self, name)) for name in COUNT_FIELDS}
+    def counts(self, fields: Sequence[str] = COUNT_FIELDS) -> dict[str, int]:
+        """The counts named in `fields` (by default the page counts), in that order."""
+        return {name: int(getattr(self, name)) for name in fields}
 
-    def attachment_counts(self) -> dict[str, int]:
-        return {name: int(getattr(self, name)) for name in ATTACHMENT_COUNT_FIELDS}
-
-
-class DiffSummary(Protocol):
-    """What the report needs of a space's diff when that space had nothing to write."""
-
-    @property
-    def discovered(self) -> int: ...
-    @property
-    def unchanged(self) -> int: ...
-    @property
-    def skipped(self) -> int: ...
-    @property
-    def mapping_key(self) -> str: ...
-    @property
-    def attachments_discovered(self) -> int: ...
-    @property
-    def attachments_unchanged(self) -> int: ...
-    @property
-    def attachment_skips(self) -> tuple[str, ...]: ...
-    @property
-    def attachments_skipped(self) -> int: ...
+    def metrics(self) -> dict[str, int]:
+        """Every page and attachment count, and the attachment bytes moved."""
+        return {**self.counts(ALL_COUNT_FIELDS), "bytes_moved": self.bytes_moved}
 
 
-def merge_reports(
-    diffs: Iterable[tuple[str, str, DiffSummary]], written: Iterable[SpaceReport], *, test_mode: bool
-) -> list[SpaceReport]:
+def report_of(diff: SpaceDiff, test_mode: bool) -> SpaceReport:
+    """A space's report as its diff starts it: what was discovered, left alone or skipped, nothing written yet."""
+    return SpaceReport(
+        space_key=diff.space.key,
+        space_id=diff.space.id,
+        discovered=diff.discovered,
+        unchanged=diff.unchanged,
+        skipped=diff.skipped,
+        test_mode=test_mode,
+        mapping_key=diff.mapping_key,
+        attachments=diff.attachments_discovered,
+        attachments_unchanged=diff.attachments_unchanged,
+        attachments_skipped=diff.attachments_skipped,
+        skipped_attachments=list(diff.attachment_skips),
+    )
+
+
+def merge_reports(diffs: Iterable[SpaceDiff], written: Iterable[SpaceReport], *, test_mode: bool) -> list[SpaceReport]:
     """One report per diffed space: the write step's when it ran, otherwise the diff's counts.
 
-    `diffs` are (space key, space id, diff) in plan order; spaces match on their mapping key.
+    `diffs` are in plan order; spaces match on their mapping key.
     """
     by_key = {report.mapping_key: report for report in written}
     merged: list[SpaceReport] = []
-    for space_key, space_id, diff in diffs:
+    for diff in diffs:
         report = by_key.get(diff.mapping_key)
-        if report is None:  # no writes needed: the diff says it all
-            report = SpaceReport(
-                space_key=space_key,
-                space_id=space_id,
-                discovered=diff.discovered,
-                unchanged=diff.unchanged,
-                skipped=diff.skipped,
-                test_mode=test_mode,
-                mapping_key=diff.mapping_key,
-                attachments=diff.attachments_discovered,
-                attachments_unchanged=diff.attachments_unchanged,
-                attachments_skipped=diff.attachments_skipped,
-                skipped_attachments=list(diff.attachment_skips),
-            )
-        merged.append(report)
+        merged.append(report_of(diff, test_mode) if report is None else report)  # no writes: the diff says it all
     return merged
 
 
@@ -152,6 +140,14 @@ class RequestTotals:
                 (totals.confluence if system == "confluence" else totals.unique)[name] += count
         return totals
 
+    @property
+    def confluence_requests(self) -> int:
+        return sum(self.confluence.values())
+
+    @property
+    def unique_requests(self) -> int:
+        return sum(self.unique.values())
+
 
 @dataclass
 class SyncTotals:
@@ -166,38 +162,22 @@ class SyncTotals:
         totals = cls()
         for report in reports:
             totals.spaces += 1
-            totals.counts.update(report.counts())
-            totals.counts.update(report.attachment_counts())
+            totals.counts.update(report.counts(ALL_COUNT_FIELDS))
             totals.failures.extend(report.failures)
             totals.skips.extend(Skip(report.space_key, line) for line in report.skipped_attachments)
             totals.bytes_moved += report.bytes_moved
         return totals
 
-    def as_dict(self) -> dict[str, int]:
-        return {name: self.counts.get(name, 0) for name in COUNT_FIELDS}
-
-    def attachments_dict(self) -> dict[str, int]:
-        return {name: self.counts.get(name, 0) for name in ATTACHMENT_COUNT_FIELDS}
+    def as_dict(self, fields: Sequence[str] = COUNT_FIELDS) -> dict[str, int]:
+        """The totals named in `fields` (by default the page counts), in that order."""
+        return {name: self.counts.get(name, 0) for name in fields}
 
 
-def per_space_table(reports: Sequence[SpaceReport]) -> str:
-    """A Markdown table of every space's counts."""
-    header = "| space | " + " | ".join(COUNT_FIELDS) + " |\n|" + "---|" * (len(COUNT_FIELDS) + 1) + "\n"
-    rows = "".join(f"| {r.space_key} | " + " | ".join(str(v) for v in r.counts().values()) + " |\n" for r in reports)
-    return header + rows
-
-
-def attachments_table(reports: Sequence[SpaceReport]) -> str:
-    """A Markdown table of every space's attachment counts."""
-    header = (
-        "| space | "
-        + " | ".join(ATTACHMENT_COUNT_FIELDS)
-        + " |\n|"
-        + "---|" * (len(ATTACHMENT_COUNT_FIELDS) + 1)
-        + "\n"
-    )
+def counts_table(reports: Sequence[SpaceReport], fields: Sequence[str] = COUNT_FIELDS) -> str:
+    """A Markdown table of every space's counts named in `fields` (by default the page counts)."""
+    header = "| space | " + " | ".join(fields) + " |\n|" + "---|" * (len(fields) + 1) + "\n"
     rows = "".join(
-        f"| {r.space_key} | " + " | ".join(str(v) for v in r.attachment_counts().values()) + " |\n" for r in reports
+        f"| {r.space_key} | " + " | ".join(str(v) for v in r.counts(fields).values()) + " |\n" for r in reports
     )
     return header + rows
 

@@ -9,14 +9,15 @@ from dataclasses import dataclass, field
 from confluence_pipeline.clients.confluence import ConfluenceClient
 from confluence_pipeline.clients.errors import RemoteError
 from confluence_pipeline.clients.unique import UniqueClient
-from confluence_pipeline.domain.attachments import AttachmentItem, is_attachment_key, page_of_key
+from confluence_pipeline.domain.attachments import AttachmentItem, attachment_id_of, is_attachment_key, page_of_key
 from confluence_pipeline.domain.guards import GuardTripped
+from confluence_pipeline.domain.keys import relative_key_of
 from confluence_pipeline.domain.models import PageRef, Source, SpaceRef, SyncLabels
 from confluence_pipeline.sync.attachments import ingest_attachments
 from confluence_pipeline.sync.images import ImageInliner
 from confluence_pipeline.sync.ingestion import ingest_pages
 from confluence_pipeline.sync.progress import PageProgress
-from confluence_pipeline.sync.reports import PageFailure, SpaceReport
+from confluence_pipeline.sync.reports import PageFailure, SpaceReport, report_of
 from confluence_pipeline.sync.targets import StoredSpace
 
 log = logging.getLogger(__name__)
@@ -92,25 +93,13 @@ def write_space(
     source: Source,
     concurrency: int,
     test_mode: bool,
+    progress: PageProgress,
     images: ImageInliner | None = None,
-    progress: PageProgress | None = None,
 ) -> SpaceReport:
-    """Ingest new and updated pages (inlining their images with `images`), then attachments, then delete stale
-    items. In test mode only count."""
-    report = SpaceReport(
-        space_key=diff.space.key,
-        space_id=diff.space.id,
-        discovered=diff.discovered,
-        unchanged=diff.unchanged,
-        skipped=diff.skipped,
-        test_mode=test_mode,
-        cleaned_up=diff.discovered == 0 and bool(diff.delete_ids),
-        mapping_key=diff.mapping_key,
-        attachments=diff.attachments_discovered,
-        attachments_unchanged=diff.attachments_unchanged,
-        attachments_skipped=diff.attachments_skipped,
-        skipped_attachments=list(diff.attachment_skips),
-    )
+    """Ingest new and updated pages (inlining their images with `images`, logging their pace with `progress`),
+    then attachments, then delete stale items. In test mode only count."""
+    report = report_of(diff, test_mode)
+    report.cleaned_up = diff.discovered == 0 and bool(diff.delete_ids)
     if diff.guard is not None:
         raise GuardTripped("full-deletion", diff.space.key, diff.guard)  # the ops never get here; belt and braces
     if test_mode:
@@ -135,8 +124,8 @@ def write_space(
             source=source,
             mark=diff.mark,
             concurrency=concurrency,
-            images=images,
             progress=progress,
+            images=images,
         )
         report.new, report.updated = outcome.created, outcome.updated
         report.skipped += outcome.skipped
@@ -165,7 +154,7 @@ def write_space(
     if diff.replaced_ids:
         # An old copy goes only once its item is stored under the new prefix: an item that failed keeps it.
         failed = {f.relative_key for f in report.failures}
-        replaced = [(key, cid) for key, cid in diff.replaced_ids if _relative(key) not in failed]
+        replaced = [(key, cid) for key, cid in diff.replaced_ids if relative_key_of(key) not in failed]
         deleted, failures = delete_content(unique, diff.space.key, replaced)
         _count_deleted(report, deleted)
         report.failures.extend(failures)
@@ -175,7 +164,7 @@ def write_space(
 
 
 def _count_deleted(report: SpaceReport, keys: Sequence[str]) -> None:
-    attachments = sum(1 for key in keys if is_attachment_key(_relative(key)))
+    attachments = sum(1 for key in keys if is_attachment_key(relative_key_of(key)))
     report.attachments_deleted += attachments
     report.deleted += len(keys) - attachments
 
@@ -200,10 +189,4 @@ def delete_content(
 
 
 def _delete_failure(key: str, space_key: str, reason: str) -> PageFailure:
-    relative = _relative(key)
-    attachment_id = relative.split("::", 1)[1] if is_attachment_key(relative) else None
-    return PageFailure(page_of_key(key), space_key, "delete", reason, attachment_id=attachment_id)
-
-
-def _relative(key: str) -> str:
-    return key.rsplit("/", 1)[-1]
+    return PageFailure(page_of_key(key), space_key, "delete", reason, attachment_id=attachment_id_of(key))
