@@ -443,10 +443,14 @@ class UniqueClient:
 
     def existing_ids(self, content_ids: Sequence[str]) -> set[str]:
         """The ids among `content_ids` that exist in Unique."""
-        found: set[str] = set()
+        return set(self.nodes_for_ids(content_ids))
+
+    def nodes_for_ids(self, content_ids: Sequence[str]) -> dict[str, ContentNode]:
+        """Content id → content node for the ids that exist."""
+        found: dict[str, ContentNode] = {}
         for chunk in batched(list(content_ids), KEYS_PER_QUERY):
             wanted = set(chunk)
-            found.update(node.id for node in self.iter_content({"id": {"in": chunk}}) if node.id in wanted)
+            found.update((node.id, node) for node in self.iter_content({"id": {"in": chunk}}) if node.id in wanted)
         return found
 
     def delete(self, content_ids: Sequence[str]) -> list[str]:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from confluence_pipeline.clients.unique import KEYS_PER_QUERY, ContentNode, ScopeNode, UniqueClient
-from confluence_pipeline.domain.batches import batched
+from confluence_pipeline.clients.unique import ContentNode, ScopeNode, UniqueClient
 
 MAX_LISTED_KEYS = 5000
 """Keys listed in a run's metadata; the counts always cover everything (the UI chokes on huge lists)."""
@@ -94,9 +93,4 @@ def content_in_scopes(unique: UniqueClient, scopes: Sequence[ScopeNode], partial
 
 def content_by_ids(unique: UniqueClient, content_ids: Sequence[str]) -> dict[str, ContentNode]:
     """The items among `content_ids` that exist, by id."""
-    found: dict[str, ContentNode] = {}
-    for chunk in batched(content_ids, KEYS_PER_QUERY):
-        for node in unique.iter_content({"id": {"in": chunk}}):
-            if node.id in chunk:
-                found[node.id] = node
-    return found
+    return unique.nodes_for_ids(content_ids)

@@ -50,6 +50,12 @@ class TargetScopes:
         self.template = template
         self.source_name = source_name
         self.mark = mark  # this Confluence instance's ownership mark on content
+        # What `stored_spaces` learnt, so that `holds_content` does not ask Unique again (cleared by `ensure`):
+        # the marked space scopes with their partial keys, the item count per partial key it asked for, and
+        # in single-scope mode whether the scope holds an item in this connector's key form.
+        self._scanned_scopes: list[tuple[ScopeNode, str]] | None = None
+        self._counts: dict[str, int] = {}
+        self._saw_content_key: bool | None = None
 
     @property
     def single(self) -> bool:
@@ -62,6 +68,7 @@ class TargetScopes:
     # -- writes ---------------------------------------------------------------------------------
     def ensure(self, spaces: Collection[SpaceRef]) -> dict[str, str]:
         """Scope id per space key, creating per-space scopes (and marking them) when needed."""
+        self._scanned_scopes, self._counts, self._saw_content_key = None, {}, None
         if self.scope_id is not None:
             return {space.key: self.scope_id for space in spaces}
         ordered = sorted(spaces, key=lambda s: s.key)
@@ -108,21 +115,28 @@ class TargetScopes:
             parent = candidates[0]
         return parent
 
-    def _marked_space_scopes(self) -> list[ScopeNode]:
-        """Every scope at the template's depth below the root that carries our mark."""
-        fixed = _fixed_segments(self.template)
+    def _marked_space_scopes(self) -> list[tuple[ScopeNode, str]]:
+        """Every scope at the template's depth below the root that carries our mark, with its partial key."""
+        if self._scanned_scopes is not None:
+            return self._scanned_scopes
         root = self._root()
-        if fixed and root is None:
+        if _fixed_segments(self.template) and root is None:
             return []
         if root is None:
             # A template with no fixed part puts space scopes at the top level: only marked ones are ours.
-            level = [s for s in self.unique.find_scopes({"parentId": {"equals": None}})]
+            level, steps = self.unique.find_scopes({"parentId": {"equals": None}}), _template_depth(self.template) - 1
         else:
-            level = [root]
+            level, steps = [root], _template_depth(self.template)
+        for _ in range(steps):
             level = [c for s in level for c in self.unique.find_scopes({"parentId": {"equals": s.id}})]
-        for _ in range(_template_depth(self.template) - 1):
-            level = [c for s in level for c in self.unique.find_scopes({"parentId": {"equals": s.id}})]
-        return [s for s in level if partial_key_of_scope(s.external_id, self.source_name) is not None]
+        marked = [(s, partial_key_of_scope(s.external_id, self.source_name)) for s in level]
+        self._scanned_scopes = [(s, pk) for s, pk in marked if pk is not None]
+        return self._scanned_scopes
+
+    def _count(self, pk: str) -> int:
+        if pk not in self._counts:
+            self._counts[pk] = self.unique.count({"key": {"startsWith": f"{pk}/"}})
+        return self._counts[pk]
 
     def stored_spaces(self, discovered: Iterable[SpaceRef], stored_counts: Mapping[str, int]) -> list[StoredSpace]:
         """Spaces Unique holds content of that are not among `discovered`.
@@ -134,10 +148,13 @@ class TargetScopes:
         if self.scope_id is not None:
             total = self.unique.count({"ownerId": {"equals": self.scope_id}, "ownerType": {"equals": "SCOPE"}})
             if total <= sum(stored_counts.get(pk, 0) for pk in known):
+                self._saw_content_key = False if total == 0 else None
                 return []
             found: dict[str, StoredSpace] = {}
+            self._saw_content_key = False
             for node in self.unique.iter_content({"ownerId": {"equals": self.scope_id}}):
                 parsed = parse_content_key(node.key)
+                self._saw_content_key = self._saw_content_key or parsed is not None
                 if parsed is None or parsed.stored_partial_key in known or parsed.stored_partial_key in found:
                     continue
                 # Key shape alone never makes content ours: our mark, or no mark in this connector's key form.
@@ -149,12 +166,11 @@ class TargetScopes:
                 )
             return sorted(found.values(), key=lambda s: (s.space_key, s.stored_prefix))
         vanished: list[StoredSpace] = []
-        for scope in self._marked_space_scopes():
-            pk = partial_key_of_scope(scope.external_id, self.source_name) or ""
+        for scope, pk in self._marked_space_scopes():
             parsed = parse_content_key(f"{pk}/0")
             if parsed is None or parsed.partial_key in known:
                 continue
-            if self.unique.count({"key": {"startsWith": f"{pk}/"}}) == 0:
+            if self._count(pk) == 0:
                 continue
             vanished.append(StoredSpace(parsed.space_id, parsed.space_key, pk, scope.id))
         return sorted(vanished, key=lambda s: s.space_key)
@@ -162,12 +178,10 @@ class TargetScopes:
     def holds_content(self) -> bool:
         """Whether Unique holds any content of this Confluence in the target scope(s)."""
         if self.scope_id is not None:
-            for node in self.unique.iter_content({"ownerId": {"equals": self.scope_id}}):
-                if parse_content_key(node.key) is not None:
-                    return True
-            return False
-        for scope in self._marked_space_scopes():
-            pk = partial_key_of_scope(scope.external_id, self.source_name) or ""
-            if self.unique.count({"key": {"startsWith": f"{pk}/"}}) > 0:
-                return True
-        return False
+            if self._saw_content_key is not None:
+                return self._saw_content_key
+            return any(
+                parse_content_key(node.key) is not None
+                for node in self.unique.iter_content({"ownerId": {"equals": self.scope_id}})
+            )
+        return any(self._count(pk) > 0 for _, pk in self._marked_space_scopes())
