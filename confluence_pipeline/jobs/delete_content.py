@@ -16,7 +16,7 @@ from confluence_pipeline.jobs.metering import StepRequests
 from confluence_pipeline.jobs.reset import PARTIAL_NOTE, deletion_metadata, unconfirmed_failure
 from confluence_pipeline.jobs.writers import instance_tags, refuse_concurrent_writer
 from confluence_pipeline.resources import SyncOptionsResource, UniqueResource, require_valid, resources_for
-from confluence_pipeline.sync.cleanup import content_by_ids, delete_nodes
+from confluence_pipeline.sync.cleanup import delete_nodes
 
 JOB_NAME = "confluence_delete_content"
 
@@ -47,7 +47,7 @@ def delete_content_items(
     test_mode = sync_options.settings.test_mode
     dry_run = config.dry_run or test_mode
     try:
-        found = content_by_ids(unique.client, requested)
+        found = unique.client.nodes_for_ids(requested)
         not_found = [i for i in requested if i not in found]
         context.log.info(
             f"Delete content: {len(found)} of {len(requested)} id(s) exist"

@@ -89,8 +89,3 @@ def content_in_scopes(unique: UniqueClient, scopes: Sequence[ScopeNode], partial
             if node.owner_id in (None, scope.id) and (not partial_key or node.key.startswith(partial_key)):
                 nodes.setdefault(node.id, node)
     return list(nodes.values())
-
-
-def content_by_ids(unique: UniqueClient, content_ids: Sequence[str]) -> dict[str, ContentNode]:
-    """The items among `content_ids` that exist, by id."""
-    return unique.nodes_for_ids(content_ids)
